@@ -1,0 +1,48 @@
+// Package nat is roam's connection tracking and network address
+// translation: the conntrack table, 1:1 and PAT translation, port
+// allocation, TCP state, timeouts, ICMP error translation and checksums.
+//
+// # The table
+//
+// Table tracks every flow once, keyed by a packed, pointer-free Tuple: the
+// flow's original tuple (as its first packet was seen) and its reply tuple
+// (what comes back after translation). A packet whose tuple equals one of
+// them belongs to the flow, in that direction, and is rewritten into the
+// other tuple reversed. Flows are keyed by addresses and ports only, never
+// by the switch's ports or attachments: moving a record to another port
+// changes no entry (DESIGN.md, invariant 1).
+//
+// The table is 64 shards. A flow lives in the arena of the shard its
+// original tuple hashes to; each tuple has an entry in the open-addressing
+// index of the shard it hashes to (8 bytes: tag, direction, reference).
+// Lock order: shards in ascending index, then a PAT pool's lock. A flow's
+// tuples never change while it is indexed, so an index shard's lock is
+// enough to compare them; its state is changed only under its owner shard's
+// lock. A flow costs 60 bytes of arena plus two index slots kept under half
+// full: under 100 bytes at 1M flows.
+//
+// # Limits
+//
+// A global limit and a per-owner (per-record) budget bound the table. When
+// either is reached, new flows are refused and counted; established flows
+// are never evicted (expired ones are reclaimed first). Expiry is driven by
+// the time the caller passes in (Unix seconds): the table never reads a
+// clock, so pcap replay and tests are deterministic.
+//
+// # Translation
+//
+// PAT uses endpoint-independent mapping with port preservation, port range
+// (<1024, ≥1024) and parity preservation and a bounded search; a freed
+// port is held for 120 s (RFC 6888 REQ-8). ICMP query identifiers are
+// mapped like ports. ICMP errors are translated by their embedded datagram
+// (RFC 5508): embedded and outer headers and all checksums. Fragments carry
+// the first fragment's translation (Frags).
+//
+// # TCP
+//
+// TCP state follows Linux conntrack's states (see the diagram in tcp.go):
+// a flow starts on a SYN or, for a connection under way, a bare ACK
+// (mid-stream pick-up); a RST closes it only when its sequence number is in
+// the window; a SYN on a TIME_WAIT or CLOSE flow reopens it in place with
+// the same translation (port reuse after close).
+package nat

@@ -1,0 +1,211 @@
+package nat
+
+import (
+	"sync"
+	"time"
+
+	"roam/internal/packet"
+)
+
+// FragKey identifies the fragments of one IPv4 datagram (RFC 791).
+type FragKey struct {
+	Src, Dst uint32
+	ID       uint16
+	Proto    uint8
+	_        uint8
+}
+
+// FragKeyOf returns the fragment key of a parsed packet.
+func FragKeyOf(p *packet.Parsed, frame []byte) FragKey {
+	return FragKey{Src: p.Src, Dst: p.Dst, ID: packet.IPv4(frame[p.L3:]).ID(), Proto: p.Proto}
+}
+
+// FragOptions bound fragment tracking.
+type FragOptions struct {
+	MaxDatagrams int           // datagrams tracked at once (default 4096)
+	MaxHeld      int           // out-of-order fragments held at once (default 256)
+	HeldSize     int           // largest fragment held (default 9216)
+	Timeout      time.Duration // how long a datagram is tracked (default 30 s)
+}
+
+// Frags carries the translation of a datagram's first fragment (the one
+// with the L4 header) over to its other fragments, which have no ports to
+// look up. Fragments that arrive before their first fragment are held, in a
+// bounded pool, until it arrives or the datagram times out. Memory is
+// bounded by MaxDatagrams entries and MaxHeld buffers.
+type Frags struct {
+	mu      sync.Mutex
+	o       FragOptions
+	timeout uint32
+	m       map[FragKey]fragEntry
+	held    []heldFrag
+	freeH   []int32
+	Dropped uint64 // fragments dropped because the pools were full or timed out
+}
+
+type fragEntry struct {
+	expires uint32
+	known   bool          // the first fragment was seen
+	reason  packet.Reason // its verdict: ReasonNone forwards the rest
+	to      FragKey       // addresses to rewrite the rest into (Src, Dst)
+	held    int32         // head of the held list, -1 none
+}
+
+type heldFrag struct {
+	buf  []byte
+	n    int
+	next int32
+}
+
+// NewFrags returns an empty fragment table.
+func NewFrags(o FragOptions) *Frags {
+	if o.MaxDatagrams <= 0 {
+		o.MaxDatagrams = 4096
+	}
+	if o.MaxHeld <= 0 {
+		o.MaxHeld = 256
+	}
+	if o.HeldSize <= 0 {
+		o.HeldSize = 9216
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	f := &Frags{o: o, timeout: uint32(o.Timeout / time.Second), m: make(map[FragKey]fragEntry, 64)}
+	f.held = make([]heldFrag, o.MaxHeld)
+	f.freeH = make([]int32, 0, o.MaxHeld)
+	for i := o.MaxHeld - 1; i >= 0; i-- {
+		f.freeH = append(f.freeH, int32(i))
+	}
+	return f
+}
+
+// Learn records the verdict and translated addresses of a datagram's first
+// fragment. It returns false when the table is full.
+func (f *Frags) Learn(k FragKey, reason packet.Reason, newSrc, newDst uint32, now uint32) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, ok := f.m[k]
+	if !ok {
+		if len(f.m) >= f.o.MaxDatagrams && f.expireLocked(now) == 0 {
+			return false
+		}
+		e.held = -1
+	}
+	e.known, e.reason = true, reason
+	e.to = FragKey{Src: newSrc, Dst: newDst}
+	e.expires = now + f.timeout
+	f.m[k] = e
+	return true
+}
+
+// Lookup returns what to do with a later fragment: ok is false when its
+// first fragment is unknown.
+func (f *Frags) Lookup(k FragKey, now uint32) (reason packet.Reason, newSrc, newDst uint32, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, found := f.m[k]
+	if !found || !e.known || e.expires < now {
+		return 0, 0, 0, false
+	}
+	return e.reason, e.to.Src, e.to.Dst, true
+}
+
+// Hold keeps a copy of a fragment that arrived before its first fragment.
+// It returns false (and the fragment is to be dropped) when the pools are
+// full or the fragment is too large.
+func (f *Frags) Hold(k FragKey, frame []byte, now uint32) bool {
+	if len(frame) > f.o.HeldSize {
+		f.Dropped++
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, ok := f.m[k]
+	if !ok {
+		if len(f.m) >= f.o.MaxDatagrams && f.expireLocked(now) == 0 {
+			f.Dropped++
+			return false
+		}
+		e = fragEntry{held: -1, expires: now + f.timeout}
+	}
+	if len(f.freeH) == 0 && f.expireLocked(now) == 0 {
+		f.Dropped++
+		return false
+	}
+	if len(f.freeH) == 0 {
+		f.Dropped++
+		return false
+	}
+	i := f.freeH[len(f.freeH)-1]
+	f.freeH = f.freeH[:len(f.freeH)-1]
+	h := &f.held[i]
+	if h.buf == nil {
+		h.buf = make([]byte, f.o.HeldSize)
+	}
+	h.n = copy(h.buf, frame)
+	h.next = e.held
+	e.held = i
+	f.m[k] = e
+	return true
+}
+
+// Drain passes each fragment held for k to fn (the slice is valid only
+// during the call) and frees it.
+func (f *Frags) Drain(k FragKey, fn func(frame []byte)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, ok := f.m[k]
+	if !ok || e.held < 0 {
+		return
+	}
+	for i := e.held; i >= 0; {
+		h := &f.held[i]
+		fn(h.buf[:h.n])
+		next := h.next
+		f.freeH = append(f.freeH, i)
+		i = next
+	}
+	e.held = -1
+	f.m[k] = e
+}
+
+// Expire removes timed-out datagrams and drops the fragments they held; it
+// returns how many of each.
+func (f *Frags) Expire(now uint32) (datagrams, frames int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	before := f.Dropped
+	datagrams = f.expireLocked(now)
+	return datagrams, int(f.Dropped - before)
+}
+
+// Held returns the number of fragments held.
+func (f *Frags) Held() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.o.MaxHeld - len(f.freeH)
+}
+
+func (f *Frags) expireLocked(now uint32) int {
+	n := 0
+	for k, e := range f.m {
+		if e.expires >= now {
+			continue
+		}
+		for i := e.held; i >= 0; i = f.held[i].next {
+			f.freeH = append(f.freeH, i)
+			f.Dropped++
+		}
+		delete(f.m, k)
+		n++
+	}
+	return n
+}
+
+// Len returns the number of datagrams tracked.
+func (f *Frags) Len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.m)
+}

@@ -1,0 +1,216 @@
+package nat
+
+import (
+	"sync"
+	"time"
+
+	"roam/internal/packet"
+)
+
+// PATOptions configure port allocation for SNAT/PAT.
+type PATOptions struct {
+	// PortMin and PortMax bound the ports given to source ports ≥ 1024
+	// (default 1024..65535). Source ports below 1024 map into 1..1023
+	// (RFC 4787 REQ-3: port range preserved).
+	PortMin, PortMax uint16
+	// Hold is how long a freed port is kept from reuse (RFC 6888 REQ-8:
+	// default 120 s).
+	Hold time.Duration
+	// Search bounds the candidates tried for a new mapping (default 512).
+	Search int
+}
+
+// PAT hands out public ports (and ICMP identifiers) with endpoint-
+// independent mapping (RFC 4787 REQ-1, RFC 5382 REQ-1): one private
+// endpoint keeps one public port for all its flows while any of them
+// lives. It tries to preserve the port first, then searches a bounded
+// sequence of candidates of the same parity. Each public address and
+// protocol has its own pool and lock; the data path only calls PAT when a
+// flow is created or removed.
+type PAT struct {
+	o     PATOptions
+	hold  uint32
+	mu    sync.RWMutex // guards pools (the map), not the pools' contents
+	pools map[poolKey]*pool
+}
+
+type poolKey struct {
+	pub   uint32
+	proto uint8
+}
+
+type endpoint struct {
+	addr uint32
+	port uint16
+}
+
+type portEntry struct {
+	priv endpoint
+	refs uint32
+}
+
+type pool struct {
+	mu     sync.Mutex
+	ports  [65536]portEntry
+	freed  [65536]uint32 // when each port was last freed (Unix s), 0: never
+	fwd    map[endpoint]uint16
+	inUse  int
+	nextHi uint32 // search cursor
+}
+
+func newPAT(o PATOptions) *PAT {
+	if o.PortMin == 0 {
+		o.PortMin = 1024
+	}
+	if o.PortMax == 0 || o.PortMax < o.PortMin {
+		o.PortMax = 65535
+	}
+	if o.Hold == 0 {
+		o.Hold = 120 * time.Second
+	}
+	if o.Search <= 0 {
+		o.Search = 512
+	}
+	return &PAT{o: o, hold: uint32(o.Hold / time.Second), pools: make(map[poolKey]*pool)}
+}
+
+func (a *PAT) pool(pub uint32, proto uint8, create bool) *pool {
+	k := poolKey{pub, proto}
+	a.mu.RLock()
+	p := a.pools[k]
+	a.mu.RUnlock()
+	if p != nil || !create {
+		return p
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p = a.pools[k]; p == nil {
+		p = &pool{fwd: make(map[endpoint]uint16)}
+		a.pools[k] = p
+	}
+	return p
+}
+
+// acquire returns the public port for the private endpoint priv:port on
+// pub, taking a reference on the mapping (creating it if needed).
+func (a *PAT) acquire(pub uint32, proto uint8, priv uint32, port uint16, now uint32) (uint16, packet.Reason) {
+	p := a.pool(pub, proto, true)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ep := endpoint{priv, port}
+	if pp, ok := p.fwd[ep]; ok {
+		p.ports[pp].refs++
+		return pp, packet.ReasonNone
+	}
+	lo, hi := uint32(a.o.PortMin), uint32(a.o.PortMax)
+	if port < 1024 {
+		lo, hi = 1, 1023
+	}
+	free := func(c uint32) bool {
+		e := &p.ports[c]
+		return e.refs == 0 && (p.freed[c] == 0 || now-p.freed[c] >= a.hold || now < p.freed[c])
+	}
+	take := func(c uint32) (uint16, packet.Reason) {
+		p.ports[c] = portEntry{priv: ep, refs: 1}
+		p.fwd[ep] = uint16(c)
+		p.inUse++
+		return uint16(c), packet.ReasonNone
+	}
+	// Port preservation first.
+	if c := uint32(port); c >= lo && c <= hi && free(c) {
+		return take(c)
+	}
+	// Then a bounded walk of same-parity candidates from a cursor that
+	// moves on, so successive searches do not rescan the same run.
+	span := hi - lo + 1
+	start := (uint32(port)*2654435761 + p.nextHi) % span
+	for i := 0; i < a.o.Search; i++ {
+		c := lo + (start+uint32(i)*2)%span
+		if c&1 != uint32(port)&1 {
+			c = lo + (c-lo+1)%span
+		}
+		if free(c) {
+			p.nextHi += uint32(i+1) * 2
+			return take(c)
+		}
+	}
+	p.nextHi += uint32(a.o.Search) * 2
+	return 0, packet.ReasonNoPort4NAT
+}
+
+// ref takes one more reference on the mapping that owns pub:port, for an
+// inbound flow admitted by endpoint-independent filtering. It returns false
+// when no mapping owns the port.
+func (a *PAT) ref(proto uint8, pub uint32, port uint16) bool {
+	p := a.pool(pub, proto, false)
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ports[port].refs == 0 {
+		return false
+	}
+	p.ports[port].refs++
+	return true
+}
+
+// release drops one reference on the mapping that owns pub:port; the last
+// one frees the port at time now.
+func (a *PAT) release(pub uint32, proto uint8, port uint16, now uint32) {
+	p := a.pool(pub, proto, false)
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := &p.ports[port]
+	if e.refs == 0 {
+		return
+	}
+	e.refs--
+	if e.refs == 0 {
+		delete(p.fwd, e.priv)
+		e.priv = endpoint{}
+		if now == 0 {
+			now = 1
+		}
+		p.freed[port] = now
+		p.inUse--
+	}
+}
+
+// Lookup returns the private endpoint that owns pub:port, if any.
+func (a *PAT) Lookup(proto uint8, pub uint32, port uint16) (priv uint32, privPort uint16, ok bool) {
+	p := a.pool(pub, proto, false)
+	if p == nil {
+		return 0, 0, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.ports[port]
+	return e.priv.addr, e.priv.port, e.refs > 0
+}
+
+// Mapping returns the public port mapped for priv:privPort on pub, if any.
+func (a *PAT) Mapping(proto uint8, pub uint32, priv uint32, privPort uint16) (uint16, bool) {
+	p := a.pool(pub, proto, false)
+	if p == nil {
+		return 0, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pp, ok := p.fwd[endpoint{priv, privPort}]
+	return pp, ok
+}
+
+// InUse returns the number of ports in use on pub for proto.
+func (a *PAT) InUse(pub uint32, proto uint8) int {
+	p := a.pool(pub, proto, false)
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inUse
+}

@@ -1,0 +1,63 @@
+// Package vswitch (folder switch/, since switch is a Go keyword) is roam's
+// data path: ports, the batch pipeline, routing by record, the ARP and ICMP
+// responders, security groups, source/dest check and counters, over the
+// conntrack and NAT of package nat.
+//
+// # Pipeline
+//
+// A reader per port reads a batch of frames and runs it through the
+// pipeline with one snapshot of the configuration, loaded once per batch:
+//
+//	parse -> [ARP | ICMP to the gateway] local responders
+//	      -> source/dest check -> conntrack lookup
+//	      -> (first packet) egress SG, route, NAT decision, ingress SG, create
+//	      -> resolve destination by the translated address -> TTL, MTU
+//	      -> rewrite (incremental checksums) -> set MACs -> queue per port
+//	-> one Write per destination port
+//
+// Every frame gets exactly one verdict, counted: forwarded (some of them
+// translated), local (answered by roam) or dropped with a reason
+// (packet.Reason). Fragments that arrive before their first fragment are
+// held (Counters.Held) until it comes or they time out.
+//
+// # Invariants
+//
+//   - Configuration is an immutable Snapshot behind an atomic.Pointer;
+//     Apply builds a new one and swaps it in. A batch never sees half a
+//     change.
+//   - Flows are keyed by addresses and ports, never by switch ports: the
+//     destination port of every packet is resolved from the snapshot in
+//     force (private IP -> record -> attachment port). Moving a record to
+//     another port (reassign) is one Apply: O(1) in flows, no conntrack or
+//     NAT entry is touched, and the very next batch delivers to the new
+//     port.
+//   - The established-flow path does not allocate and takes no global
+//     lock: one conntrack shard lock (two for the reply direction), a
+//     per-destination-port write lock once per batch, and atomic counters
+//     added once per batch.
+//
+// # Choices where the design is silent
+//
+//   - Routing is by IP only: roam answers ARP for the subnet gateway (the
+//     first address after the network address) and for every record IP in
+//     the asker's subnet with that record's MAC; it never floods and never
+//     learns MACs for forwarding. Frames are accepted whatever their
+//     destination MAC. Broadcast and multicast IP traffic is dropped
+//     (not_for_us), DHCP aside.
+//   - Same-subnet traffic keeps its TTL and carries the sender's record
+//     MAC; traffic that crosses the gateway (between subnets, to or from the
+//     uplink) has its TTL decremented and the gateway MAC as source. TTL
+//     expiry is answered with ICMP time exceeded, DF packets over the next
+//     hop's MTU with fragmentation needed.
+//   - A record with several attachments has each flow pinned to one of
+//     them by rendezvous hashing of the flow: adding or removing an
+//     attachment moves only the flows of the one removed.
+//   - Security groups are evaluated on a flow's first packet (egress of the
+//     sender, ingress of the receiver) and the verdict is cached as the flow
+//     itself; return traffic is always allowed. Changing a group does not
+//     affect existing flows (AWS keeps tracked flows); an expired flow that
+//     is revived is evaluated again.
+//   - PAT filtering is address-and-port-dependent by default (as Linux
+//     conntrack); Options.EndpointIndependentFiltering switches to
+//     endpoint-independent filtering (RFC 4787 REQ-8).
+package vswitch

@@ -1,0 +1,424 @@
+package vswitch
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"roam/internal/packet"
+	"roam/nat"
+	"roam/tap"
+)
+
+// Options configure a Switch.
+type Options struct {
+	Now               func() time.Time // the clock; nil means time.Now
+	MaxFlows          int              // conntrack limit (0 = 1<<20)
+	DefaultFlowBudget int              // per-record conntrack budget (0 = MaxFlows)
+	MaxRecords        int              // owner slots for budgets (0 = 1<<16)
+	MSS               uint16           // TCP MSS clamp on SYNs (0 = off)
+	BatchSize         int              // frames per read (0 = 64)
+	Timeouts          nat.Timeouts
+	PAT               nat.PATOptions
+	Frags             nat.FragOptions
+	// EndpointIndependentFiltering admits inbound packets to a PAT mapping
+	// from any remote (RFC 4787 REQ-8 "endpoint-independent filtering");
+	// false (the default, as Linux conntrack does) admits only the remote
+	// endpoints the mapping has sent to.
+	EndpointIndependentFiltering bool
+	Logger                       *slog.Logger
+}
+
+// Switch is roam's data path: ports, the batch pipeline, routing by record,
+// the local responders, security groups and the NAT gateway over one
+// conntrack table.
+type Switch struct {
+	o      Options
+	now    func() time.Time
+	log    *slog.Logger
+	snap   atomic.Pointer[Snapshot]
+	ct     *nat.Table
+	frags  *nat.Frags
+	c      counterSet
+	budget int32
+	upMAC  atomic.Uint64 // learned uplink peer MAC (+1<<48 when set)
+
+	mu       sync.Mutex // guards ports, records, started, applyMu ordering
+	applyMu  sync.Mutex // serializes Apply
+	ports    map[string]*portState
+	records  map[string]*recordState
+	nextSlot uint32
+	started  bool
+	wg       sync.WaitGroup
+	workers  sync.Pool
+}
+
+// recordState is what survives snapshots for a record: its counters and
+// its owner slot in conntrack.
+type recordState struct {
+	slot uint32
+	c    counterSet
+}
+
+// portState is a registered port.
+type portState struct {
+	name    string
+	p       tap.Port
+	id      uint64 // random, for rendezvous hashing of flows over attachments
+	wmu     sync.Mutex
+	guest   atomic.Uint64 // learned guest MAC (+1<<48 when set)
+	up      atomic.Bool
+	closed  chan struct{}
+	running bool
+	c       counterSet
+}
+
+func (p *portState) guestMAC() (packet.MAC, bool) {
+	v := p.guest.Load()
+	if v == 0 {
+		return packet.MAC{}, false
+	}
+	var m packet.MAC
+	for i := 5; i >= 0; i-- {
+		m[i] = byte(v)
+		v >>= 8
+	}
+	return m, true
+}
+
+func (p *portState) learn(m packet.MAC) {
+	v := uint64(1) << 48
+	for i := 0; i < 6; i++ {
+		v |= uint64(m[i]) << (8 * (5 - i))
+	}
+	if p.guest.Load() != v {
+		p.guest.Store(v)
+	}
+}
+
+// New returns a switch with an empty configuration.
+func New(o Options) *Switch {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxFlows <= 0 {
+		o.MaxFlows = 1 << 20
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 64
+	}
+	if o.MaxRecords <= 0 {
+		o.MaxRecords = 1 << 16
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Switch{
+		o:       o,
+		now:     o.Now,
+		log:     o.Logger,
+		ct:      nat.NewTable(nat.Options{MaxFlows: o.MaxFlows, MaxOwners: o.MaxRecords, Timeouts: o.Timeouts, PAT: o.PAT}),
+		frags:   nat.NewFrags(o.Frags),
+		ports:   map[string]*portState{},
+		records: map[string]*recordState{},
+	}
+	s.budget = int32(o.DefaultFlowBudget)
+	empty, _ := compile(&Config{}, nil, nil, s.budget)
+	s.snap.Store(empty)
+	s.workers.New = func() any { return newWorker(s) }
+	return s
+}
+
+// Conntrack returns the switch's conntrack table.
+func (s *Switch) Conntrack() *nat.Table { return s.ct }
+
+// Snapshot returns the configuration in force.
+func (s *Switch) Config() *Config { return s.snap.Load().cfg }
+
+// Apply validates cfg, compiles it and publishes it in one atomic step: the
+// next batch on every port sees all of it, and no batch sees part of it.
+// Conntrack is not touched: flows are keyed by addresses, so a record
+// moving to another port keeps every flow. An invalid cfg changes nothing
+// and the error names the field.
+func (s *Switch) Apply(cfg *Config) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.mu.Lock()
+	ports := make(map[string]*portState, len(s.ports))
+	for k, v := range s.ports {
+		ports[k] = v
+	}
+	s.mu.Unlock()
+	var slotErr error
+	snap, err := compile(cfg, ports, func(id string) *recordState {
+		st, err := s.recordState(id)
+		if err != nil && slotErr == nil {
+			slotErr = err
+		}
+		return st
+	}, s.budget)
+	if err != nil {
+		return err
+	}
+	if slotErr != nil {
+		return slotErr
+	}
+	s.snap.Store(snap)
+	return nil
+}
+
+func (s *Switch) recordState(id string) (*recordState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.records[id]; st != nil {
+		return st, nil
+	}
+	if int(s.nextSlot) >= s.o.MaxRecords {
+		return &recordState{}, fmt.Errorf("record %s: more than %d records", id, s.o.MaxRecords)
+	}
+	s.nextSlot++
+	st := &recordState{slot: s.nextSlot}
+	s.records[id] = st
+	return st, nil
+}
+
+// AddPort registers a port. While the switch is started, a reader runs on
+// it; a port is referred to by its name in Config.
+func (s *Switch) AddPort(p tap.Port) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := p.Name()
+	if name == "" {
+		return errors.New("port has no name")
+	}
+	if _, dup := s.ports[name]; dup {
+		return fmt.Errorf("port %q: already added", name)
+	}
+	ps := &portState{name: name, p: p, id: rand.Uint64(), closed: make(chan struct{})}
+	ps.up.Store(true)
+	s.ports[name] = ps
+	if s.started {
+		s.startReaderLocked(ps)
+	}
+	return nil
+}
+
+// RemovePort closes and forgets a port. A record still attached to it in
+// the published config drops traffic with reason port_down until the
+// control plane publishes a config without it.
+func (s *Switch) RemovePort(name string) error {
+	s.mu.Lock()
+	ps := s.ports[name]
+	if ps == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("port %q: no such port", name)
+	}
+	delete(s.ports, name)
+	s.mu.Unlock()
+	ps.up.Store(false)
+	return ps.p.Close()
+}
+
+// PortStatus describes a port.
+type PortStatus struct {
+	Name        string   `json:"name"`
+	Operational bool     `json:"operational"`
+	Counters    Counters `json:"counters"`
+}
+
+// Port returns a port's status.
+func (s *Switch) Port(name string) (PortStatus, bool) {
+	s.mu.Lock()
+	ps := s.ports[name]
+	s.mu.Unlock()
+	if ps == nil {
+		return PortStatus{}, false
+	}
+	return PortStatus{Name: name, Operational: ps.up.Load(), Counters: ps.c.snapshot()}, true
+}
+
+// Start starts a reader on every port.
+func (s *Switch) Start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return
+	}
+	s.started = true
+	for _, ps := range s.ports {
+		s.startReaderLocked(ps)
+	}
+}
+
+func (s *Switch) startReaderLocked(ps *portState) {
+	if ps.running {
+		return
+	}
+	ps.running = true
+	s.wg.Add(1)
+	go s.reader(ps)
+}
+
+func (s *Switch) reader(ps *portState) {
+	defer s.wg.Done()
+	w := newWorker(s)
+	frames := tap.NewFrames(s.o.BatchSize, tap.Headroom+tap.MaxFrame)
+	for {
+		n, err := ps.p.Read(frames)
+		if n > 0 {
+			w.process(ps, frames[:n])
+		}
+		if err != nil {
+			if errors.Is(err, tap.ErrClosed) {
+				ps.up.Store(false)
+				return
+			}
+			ps.up.Store(false)
+			s.log.Warn("port read failed", "port", ps.name, "err", err)
+			select {
+			case <-ps.closed:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		if !ps.up.Load() {
+			ps.up.Store(true)
+		}
+	}
+}
+
+// Close stops every reader and closes every port.
+func (s *Switch) Close() error {
+	s.mu.Lock()
+	ports := make([]*portState, 0, len(s.ports))
+	for _, ps := range s.ports {
+		ports = append(ports, ps)
+	}
+	s.mu.Unlock()
+	var first error
+	for _, ps := range ports {
+		close(ps.closed)
+		if err := ps.p.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	s.wg.Wait()
+	return first
+}
+
+// Process runs one batch synchronously as if it had been read from the
+// named port (pcap replay, tests, benchmarks). Frames are rewritten in
+// place and written to their destination ports before Process returns.
+func (s *Switch) Process(port string, frames []tap.Frame) {
+	s.mu.Lock()
+	ps := s.ports[port]
+	s.mu.Unlock()
+	w := s.workers.Get().(*worker)
+	if ps == nil {
+		w.dropAll(len(frames))
+	} else {
+		w.process(ps, frames)
+	}
+	s.workers.Put(w)
+}
+
+// Counters returns the switch's counters.
+func (s *Switch) Counters() Counters {
+	c := s.c.snapshot()
+	c.Flows = s.ct.Len()
+	c.FlowLimit = s.ct.Max()
+	c.FlowsCreated = s.ct.Counters.Created.Load()
+	c.Held = s.frags.Held()
+	return c
+}
+
+// RecordCounters returns a record's counters (zero for an unknown record).
+func (s *Switch) RecordCounters(id string) Counters {
+	s.mu.Lock()
+	st := s.records[id]
+	s.mu.Unlock()
+	if st == nil {
+		return Counters{Drops: map[string]uint64{}}
+	}
+	c := st.c.snapshot()
+	c.Packets = c.PacketsIn + c.PacketsOut
+	c.Flows = s.ct.OwnerLen(st.slot)
+	return c
+}
+
+// Flow is a conntrack entry as the control plane lists it.
+type Flow struct {
+	Proto    string            `json:"proto"`
+	Orig     [2]netip.AddrPort `json:"-"`
+	Src      netip.AddrPort    `json:"src"`
+	Dst      netip.AddrPort    `json:"dst"`
+	ReplySrc netip.AddrPort    `json:"reply_src"`
+	ReplyDst netip.AddrPort    `json:"reply_dst"`
+	State    string            `json:"state,omitempty"`
+	Record   string            `json:"record,omitempty"`
+	Expires  time.Time         `json:"expires"`
+	Assured  bool              `json:"assured"`
+	Replied  bool              `json:"replied"`
+	Raw      nat.FlowInfo      `json:"-"`
+}
+
+// Flows lists conntrack entries charged to a record ("" lists all).
+func (s *Switch) Flows(recordID string) []Flow {
+	s.mu.Lock()
+	bySlot := make(map[uint32]string, len(s.records))
+	for id, st := range s.records {
+		bySlot[st.slot] = id
+	}
+	var owner uint32
+	if recordID != "" {
+		st := s.records[recordID]
+		if st == nil {
+			s.mu.Unlock()
+			return nil
+		}
+		owner = st.slot
+	}
+	s.mu.Unlock()
+	var out []Flow
+	s.ct.Flows(owner, uint32(s.now().Unix()), func(fi nat.FlowInfo) bool {
+		out = append(out, Flow{
+			Proto: nat.ProtoName(fi.Proto), Src: fi.Orig.SrcAddrPort(), Dst: fi.Orig.DstAddrPort(),
+			ReplySrc: fi.Reply.SrcAddrPort(), ReplyDst: fi.Reply.DstAddrPort(),
+			State: fi.State, Record: bySlot[fi.Owner], Expires: fi.Expires,
+			Assured: fi.Assured, Replied: fi.Replied, Raw: fi,
+		})
+		return true
+	})
+	return out
+}
+
+// FlushFlows removes the conntrack entries charged to a record ("" removes
+// all) and returns how many.
+func (s *Switch) FlushFlows(recordID string) int {
+	var owner uint32
+	if recordID != "" {
+		s.mu.Lock()
+		st := s.records[recordID]
+		s.mu.Unlock()
+		if st == nil {
+			return 0
+		}
+		owner = st.slot
+	}
+	return s.ct.Flush(owner)
+}
+
+// Expire removes expired conntrack entries (up to max) and timed-out
+// fragments; the daemon calls it periodically, the pipeline a little after
+// every batch.
+func (s *Switch) Expire(max int) int {
+	now := uint32(s.now().Unix())
+	s.frags.Expire(now)
+	return s.ct.Expire(now, max)
+}
