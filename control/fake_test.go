@@ -1,0 +1,174 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	vswitch "roam/switch"
+	"roam/tap"
+	"roam/tap/taptest"
+)
+
+// fakeDP is a data path that checks every config it is given the way the
+// switch must rely on: no IP owned twice, every record port registered.
+type fakeDP struct {
+	mu      sync.Mutex
+	ports   map[string]bool
+	applied int
+	last    *vswitch.Config
+	fail    error
+	bad     []string
+}
+
+func newFakeDP() *fakeDP { return &fakeDP{ports: map[string]bool{}} }
+
+func (d *fakeDP) Apply(c *vswitch.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fail != nil {
+		return d.fail
+	}
+	owner := map[netip.Addr]string{}
+	portOwner := map[string]string{}
+	for _, r := range c.Records {
+		for _, ip := range r.IPs {
+			if o, ok := owner[ip]; ok {
+				d.bad = append(d.bad, fmt.Sprintf("gen %d: ip %s in %s and %s", c.Gen, ip, o, r.ID))
+			}
+			owner[ip] = r.ID
+		}
+		for _, p := range r.Ports {
+			if !d.ports[p] {
+				d.bad = append(d.bad, fmt.Sprintf("gen %d: record %s on unknown port %s", c.Gen, r.ID, p))
+			}
+			if o, ok := portOwner[p]; ok {
+				d.bad = append(d.bad, fmt.Sprintf("gen %d: port %s in %s and %s", c.Gen, p, o, r.ID))
+			}
+			portOwner[p] = r.ID
+		}
+	}
+	if d.last != nil && c.Gen <= d.last.Gen {
+		d.bad = append(d.bad, fmt.Sprintf("gen %d after gen %d", c.Gen, d.last.Gen))
+	}
+	d.applied++
+	d.last = c
+	return nil
+}
+
+func (d *fakeDP) AddPort(p tap.Port) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ports[p.Name()] {
+		return fmt.Errorf("port %s already added", p.Name())
+	}
+	d.ports[p.Name()] = true
+	return nil
+}
+
+func (d *fakeDP) RemovePort(name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.ports[name] {
+		return fmt.Errorf("port %s not added", name)
+	}
+	delete(d.ports, name)
+	return nil
+}
+
+func (d *fakeDP) record(id string) *vswitch.Record {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := range d.last.Records {
+		if d.last.Records[i].ID == id {
+			return &d.last.Records[i]
+		}
+	}
+	return nil
+}
+
+// fakePorts opens in-memory ports; specs containing "broken" fail.
+type fakePorts struct {
+	mu   sync.Mutex
+	open map[string]*taptest.Port
+	fail map[string]bool
+}
+
+func newFakePorts() *fakePorts {
+	return &fakePorts{open: map[string]*taptest.Port{}, fail: map[string]bool{}}
+}
+
+func (f *fakePorts) Open(spec string) (tap.Port, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail[spec] || strings.Contains(spec, "broken") {
+		return nil, errors.New("no such device")
+	}
+	p := taptest.New(spec, 16)
+	f.open[spec] = p
+	return p, nil
+}
+
+type fixture struct {
+	t     *testing.T
+	svc   *Service
+	dp    *fakeDP
+	ports *fakePorts
+	store Store
+	gw    Gateway
+}
+
+func testGateway() Gateway {
+	return Gateway{
+		PublicCIDR: netip.MustParsePrefix("198.51.100.0/28"),
+		PublicIP:   netip.MustParsePrefix("198.51.100.1/32").Addr(),
+		Uplink:     "tap:uplink0",
+	}
+}
+
+func newFixture(t testing.TB, store Store) *fixture {
+	t.Helper()
+	if store == nil {
+		store = NewMemStore()
+	}
+	f := &fixture{dp: newFakeDP(), ports: newFakePorts(), store: store, gw: testGateway()}
+	f.open(t)
+	return f
+}
+
+func (f *fixture) open(t testing.TB) {
+	t.Helper()
+	svc, err := Open(Options{Store: f.store, DataPath: f.dp, Ports: f.ports, Gateway: f.gw})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	f.svc = svc
+}
+
+// restart closes the service and opens a new one on the same store, with a
+// fresh data path.
+func (f *fixture) restart(t testing.TB) {
+	t.Helper()
+	f.svc.Close()
+	f.dp = newFakeDP()
+	f.open(t)
+}
+
+// ok returns v, panicking on err: for setup steps that cannot fail.
+func ok[T any](v T, err error) T {
+	if err != nil {
+		panic(fmt.Sprintf("unexpected error: %v", err))
+	}
+	return v
+}
+
+func intp(i int) *int    { return &i }
+func boolp(b bool) *bool { return &b }
+
+type (
+	vswitchSubnet = vswitch.Subnet
+	vswitchGroup  = vswitch.Group
+)

@@ -1,0 +1,525 @@
+package control
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	vswitch "roam/switch"
+	"roam/tap"
+)
+
+// DataPath is where control publishes its snapshots and registers ports.
+// *vswitch.Switch satisfies it.
+type DataPath interface {
+	Apply(cfg *vswitch.Config) error
+	AddPort(p tap.Port) error
+	RemovePort(name string) error
+}
+
+// PortFactory opens the port that a spec names (tap:, netdev:, stream:, and
+// tun: for the uplink). The daemon's default factory returns in-memory
+// taptest ports; real drivers come in behind the same interface.
+type PortFactory interface {
+	Open(spec string) (tap.Port, error)
+}
+
+// PortFactoryFunc adapts a function to PortFactory.
+type PortFactoryFunc func(spec string) (tap.Port, error)
+
+// Open implements PortFactory.
+func (f PortFactoryFunc) Open(spec string) (tap.Port, error) { return f(spec) }
+
+// Gateway is the public side of roam, from the daemon's flags.
+type Gateway struct {
+	PublicCIDR  netip.Prefix     // the pool EIPs are allocated from
+	PublicIP    netip.Addr       // the gateway's own address (PAT), never allocated
+	Uplink      string           // uplink port spec, "" for none
+	UpstreamMAC net.HardwareAddr // next hop on the uplink; nil to learn it
+	GatewayMAC  net.HardwareAddr // nil means the switch's default
+}
+
+// Options configure a Service.
+type Options struct {
+	Store    Store
+	DataPath DataPath
+	Ports    PortFactory
+	Gateway  Gateway
+	Logger   *slog.Logger
+	Now      func() time.Time // nil means time.Now
+	Rand     io.Reader        // nil means crypto/rand
+	// Observe, when set, is called after every mutating operation with its
+	// name, result ("ok" or an error code) and duration (metrics).
+	Observe func(op, result string, d time.Duration)
+}
+
+// Principal is the caller of an operation, identified by uid. Uid 0 is the
+// administrator.
+type Principal struct{ UID uint32 }
+
+// Root is the administrator.
+var Root = Principal{UID: 0}
+
+// IsRoot reports whether p is the administrator.
+func (p Principal) IsRoot() bool { return p.UID == 0 }
+
+// Service is the network interface virtualization service: it owns the
+// records and every other object, validates and authorizes each operation,
+// persists it in one store transaction and publishes one new data path
+// snapshot built from the whole state.
+//
+// Lock order: Service.mu, then the store's own locks. Every mutating
+// operation holds mu for writing from validation to publication, so
+// operations are serializable; reads hold it for reading.
+type Service struct {
+	mu    sync.RWMutex
+	st    *state
+	gw    Gateway
+	ports map[string]*openPort // by spec: the ports that are (or failed to be) open
+	uplnk tap.Port
+
+	store   Store
+	dp      DataPath
+	factory PortFactory
+	log     *slog.Logger
+	now     func() time.Time
+	rand    io.Reader
+	observe func(op, result string, d time.Duration)
+	last    *vswitch.Config
+}
+
+type openPort struct {
+	port tap.Port
+	err  error
+}
+
+// state is the committed state and its indexes. It is only modified by
+// commit, with Service.mu held for writing.
+type state struct {
+	gen       uint64
+	subnets   map[string]*Subnet
+	groups    map[string]*Group
+	instances map[string]*Instance
+	enis      map[string]*ENI
+	eips      map[string]*Address
+
+	ipOwner    map[netip.Addr]string // private IP -> record
+	slots      map[slot]string       // (instance, device index) -> record
+	macs       map[string]string     // MAC -> record
+	eipPublic  map[netip.Addr]string // public IP -> allocation
+	eipPrivate map[netip.Addr]string // associated private IP -> allocation
+	specs      map[string]string     // port spec -> instance
+
+	// recs is the Records slice of the last published config; recIdx
+	// locates a record in it. A publish copies recs and rewrites only the
+	// records that changed, so its cost does not grow with flows and grows
+	// with records only by a memory copy.
+	recs   []vswitch.Record
+	recIdx map[string]int
+}
+
+type slot struct {
+	inst string
+	idx  int
+}
+
+func newState() *state {
+	return &state{
+		subnets:    map[string]*Subnet{},
+		groups:     map[string]*Group{},
+		instances:  map[string]*Instance{},
+		enis:       map[string]*ENI{},
+		eips:       map[string]*Address{},
+		ipOwner:    map[netip.Addr]string{},
+		slots:      map[slot]string{},
+		macs:       map[string]string{},
+		eipPublic:  map[netip.Addr]string{},
+		eipPrivate: map[netip.Addr]string{},
+		specs:      map[string]string{},
+		recIdx:     map[string]int{},
+	}
+}
+
+func (st *state) indexENI(e *ENI, add bool) {
+	set := func(m map[netip.Addr]string, k netip.Addr) {
+		if add {
+			m[k] = e.ID
+		} else if m[k] == e.ID {
+			delete(m, k)
+		}
+	}
+	for _, ip := range e.PrivateIPs {
+		set(st.ipOwner, ip)
+	}
+	for _, a := range e.Attachments {
+		k := slot{a.InstanceID, a.DeviceIndex}
+		if add {
+			st.slots[k] = e.ID
+		} else if st.slots[k] == e.ID {
+			delete(st.slots, k)
+		}
+	}
+	if add {
+		st.macs[e.MAC] = e.ID
+	} else if st.macs[e.MAC] == e.ID {
+		delete(st.macs, e.MAC)
+	}
+}
+
+func (st *state) indexEIP(a *Address, add bool) {
+	if add {
+		st.eipPublic[a.PublicIP] = a.ID
+		if a.ENIID != "" {
+			st.eipPrivate[a.PrivateIP] = a.ID
+		}
+		return
+	}
+	if st.eipPublic[a.PublicIP] == a.ID {
+		delete(st.eipPublic, a.PublicIP)
+	}
+	if a.ENIID != "" && st.eipPrivate[a.PrivateIP] == a.ID {
+		delete(st.eipPrivate, a.PrivateIP)
+	}
+}
+
+func (st *state) indexInstance(in *Instance, add bool) {
+	for _, p := range in.Ports {
+		if add {
+			st.specs[p.Spec] = in.ID
+		} else if st.specs[p.Spec] == in.ID {
+			delete(st.specs, p.Spec)
+		}
+	}
+}
+
+// Open loads the committed state from the store, opens the uplink and every
+// instance's ports, and publishes the state to the data path.
+func Open(o Options) (*Service, error) {
+	s := &Service{
+		st:      newState(),
+		gw:      o.Gateway,
+		ports:   map[string]*openPort{},
+		store:   o.Store,
+		dp:      o.DataPath,
+		factory: o.Ports,
+		log:     o.Logger,
+		now:     o.Now,
+		rand:    o.Rand,
+		observe: o.Observe,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	if err := validateGateway(o.Gateway); err != nil {
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	if o.Gateway.Uplink != "" {
+		if _, err := parseSpec("uplink", o.Gateway.Uplink, true); err != nil {
+			return nil, err
+		}
+		p, err := s.factory.Open(o.Gateway.Uplink)
+		if err != nil {
+			return nil, fmt.Errorf("open uplink %s: %w", o.Gateway.Uplink, err)
+		}
+		if err := s.dp.AddPort(p); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("add uplink %s: %w", o.Gateway.Uplink, err)
+		}
+		s.uplnk = p
+	}
+	for _, in := range sortedValues(s.st.instances) {
+		for _, p := range in.Ports {
+			s.openPortLocked(p.Spec)
+		}
+	}
+	s.st.recs = s.st.recs[:0]
+	for _, e := range sortedValues(s.st.enis) {
+		s.st.recIdx[e.ID] = len(s.st.recs)
+		s.st.recs = append(s.st.recs, s.record(s.st.view(), e))
+	}
+	cfg := s.config(s.st.view(), s.st.gen, s.st.recs)
+	if err := s.dp.Apply(cfg); err != nil {
+		return nil, fmt.Errorf("publish restored state (gen %d): %w", s.st.gen, err)
+	}
+	s.last = cfg
+	s.log.Info("state restored", "gen", s.st.gen, "subnets", len(s.st.subnets), "groups", len(s.st.groups),
+		"instances", len(s.st.instances), "enis", len(s.st.enis), "eips", len(s.st.eips))
+	return s, nil
+}
+
+func validateGateway(g Gateway) error {
+	if g.PublicCIDR.IsValid() {
+		if !g.PublicCIDR.Addr().Is4() {
+			return invalid("public-cidr", g.PublicCIDR, "must be IPv4")
+		}
+		if g.PublicCIDR != g.PublicCIDR.Masked() {
+			return invalid("public-cidr", g.PublicCIDR, "not a network address, did you mean "+g.PublicCIDR.Masked().String())
+		}
+	}
+	if g.PublicIP.IsValid() && !g.PublicIP.Is4() {
+		return invalid("public-ip", g.PublicIP, "must be IPv4")
+	}
+	return nil
+}
+
+func (s *Service) load() error {
+	objs, gen, err := s.store.Load()
+	if err != nil {
+		return internal("load store", err)
+	}
+	st := s.st
+	st.gen = gen
+	for k, v := range objs[bucketSubnets] {
+		var x Subnet
+		if err := json.Unmarshal(v, &x); err != nil {
+			return internal("decode subnet "+k, err)
+		}
+		st.subnets[k] = &x
+	}
+	for k, v := range objs[bucketGroups] {
+		var x Group
+		if err := json.Unmarshal(v, &x); err != nil {
+			return internal("decode group "+k, err)
+		}
+		st.groups[k] = &x
+	}
+	for k, v := range objs[bucketInstances] {
+		var x Instance
+		if err := json.Unmarshal(v, &x); err != nil {
+			return internal("decode instance "+k, err)
+		}
+		st.instances[k] = &x
+		st.indexInstance(&x, true)
+	}
+	for k, v := range objs[bucketENIs] {
+		var x ENI
+		if err := json.Unmarshal(v, &x); err != nil {
+			return internal("decode eni "+k, err)
+		}
+		st.enis[k] = &x
+		st.indexENI(&x, true)
+	}
+	for k, v := range objs[bucketEIPs] {
+		var x Address
+		if err := json.Unmarshal(v, &x); err != nil {
+			return internal("decode eip "+k, err)
+		}
+		st.eips[k] = &x
+		st.indexEIP(&x, true)
+	}
+	for _, p := range s.st.check() {
+		s.log.Error("restored state is inconsistent", "problem", p)
+	}
+	return nil
+}
+
+// openPortLocked opens spec through the factory and registers it with the
+// data path. A failure is remembered: the port is "down" and attachments to
+// it are refused (detach --force still works).
+func (s *Service) openPortLocked(spec string) (*openPort, error) {
+	if op, ok := s.ports[spec]; ok && op.err == nil {
+		return op, nil
+	}
+	op := &openPort{}
+	p, err := s.factory.Open(spec)
+	if err == nil {
+		if err = s.dp.AddPort(p); err != nil {
+			p.Close()
+		}
+	}
+	if err != nil {
+		op.err = err
+		s.log.Warn("port down", "spec", spec, "err", err)
+	} else {
+		op.port = p
+	}
+	s.ports[spec] = op
+	return op, err
+}
+
+func (s *Service) closePortLocked(spec string) {
+	op, ok := s.ports[spec]
+	if !ok {
+		return
+	}
+	delete(s.ports, spec)
+	if op.port != nil {
+		if err := s.dp.RemovePort(op.port.Name()); err != nil {
+			s.log.Warn("remove port", "spec", spec, "err", err)
+		}
+		op.port.Close()
+	}
+}
+
+// portUp returns the data path name of the port behind spec, or "" when it
+// is not operational.
+func (s *Service) portUp(spec string) string {
+	if op, ok := s.ports[spec]; ok && op.port != nil {
+		return op.port.Name()
+	}
+	return ""
+}
+
+// newID returns prefix + 8 random hex digits not taken according to used.
+func (s *Service) newID(prefix string, used func(string) bool) string {
+	var b [4]byte
+	for {
+		if _, err := io.ReadFull(s.rand, b[:]); err != nil {
+			panic("control: random source failed: " + err.Error())
+		}
+		id := prefix + hex.EncodeToString(b[:])
+		if !used(id) {
+			return id
+		}
+	}
+}
+
+// newMAC returns a locally administered unicast MAC not used by any record.
+func (s *Service) newMAC(used func(string) bool) string {
+	var b [6]byte
+	for {
+		if _, err := io.ReadFull(s.rand, b[:]); err != nil {
+			panic("control: random source failed: " + err.Error())
+		}
+		b[0] = b[0]&0xfc | 0x02
+		m := net.HardwareAddr(b[:]).String()
+		if !used(m) {
+			return m
+		}
+	}
+}
+
+// check returns every violated invariant of the state; nil when consistent.
+func (st *state) check() []string {
+	var bad []string
+	owner := map[netip.Addr]string{}
+	slots := map[slot]string{}
+	for _, e := range sortedValues(st.enis) {
+		sn, ok := st.subnets[e.SubnetID]
+		if !ok {
+			bad = append(bad, fmt.Sprintf("record %s: subnet %s missing", e.ID, e.SubnetID))
+		}
+		for _, ip := range e.PrivateIPs {
+			if o, dup := owner[ip]; dup {
+				bad = append(bad, fmt.Sprintf("ip %s owned by %s and %s", ip, o, e.ID))
+			}
+			owner[ip] = e.ID
+			if ok && !sn.CIDR.Contains(ip) {
+				bad = append(bad, fmt.Sprintf("record %s: ip %s outside %s", e.ID, ip, sn.CIDR))
+			}
+		}
+		for _, g := range e.SecurityGroups {
+			if _, ok := st.groups[g]; !ok {
+				bad = append(bad, fmt.Sprintf("record %s: group %s missing", e.ID, g))
+			}
+		}
+		for _, a := range e.Attachments {
+			in, ok := st.instances[a.InstanceID]
+			if !ok || a.DeviceIndex < 0 || a.DeviceIndex >= len(in.Ports) {
+				bad = append(bad, fmt.Sprintf("record %s: attachment %s to missing port %s/%d", e.ID, a.ID, a.InstanceID, a.DeviceIndex))
+			}
+			k := slot{a.InstanceID, a.DeviceIndex}
+			if o, dup := slots[k]; dup {
+				bad = append(bad, fmt.Sprintf("port %s/%d attached to %s and %s", k.inst, k.idx, o, e.ID))
+			}
+			slots[k] = e.ID
+		}
+	}
+	pub := map[netip.Addr]bool{}
+	for _, a := range sortedValues(st.eips) {
+		if pub[a.PublicIP] {
+			bad = append(bad, fmt.Sprintf("public ip %s allocated twice", a.PublicIP))
+		}
+		pub[a.PublicIP] = true
+		if a.ENIID != "" {
+			if e, ok := st.enis[a.ENIID]; !ok || !e.hasIP(a.PrivateIP) {
+				bad = append(bad, fmt.Sprintf("eip %s associated with missing %s/%s", a.ID, a.ENIID, a.PrivateIP))
+			}
+		}
+	}
+	return bad
+}
+
+// Check returns every violated invariant of the committed state (nil when
+// it is consistent). Tests and the restart path use it.
+func (s *Service) Check() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	bad := s.st.check()
+	if s.last != nil {
+		seen := map[netip.Addr]string{}
+		for _, r := range s.last.Records {
+			for _, ip := range r.IPs {
+				if o, dup := seen[ip]; dup {
+					bad = append(bad, fmt.Sprintf("published ip %s in %s and %s", ip, o, r.ID))
+				}
+				seen[ip] = r.ID
+			}
+		}
+		if len(s.last.Records) != len(s.st.enis) {
+			bad = append(bad, fmt.Sprintf("published %d records, state has %d", len(s.last.Records), len(s.st.enis)))
+		}
+	}
+	return bad
+}
+
+// Config returns the last published configuration.
+func (s *Service) Config() *vswitch.Config {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.last
+}
+
+// Close closes the uplink and every port the service opened.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for spec := range s.ports {
+		s.closePortLocked(spec)
+	}
+	if s.uplnk != nil {
+		s.dp.RemovePort(s.uplnk.Name())
+		s.uplnk.Close()
+		s.uplnk = nil
+	}
+	return nil
+}
+
+func sortedValues[T any](m map[string]*T) []*T {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]*T, len(keys))
+	for i, k := range keys {
+		out[i] = m[k]
+	}
+	return out
+}
+
+func insertSorted(list []uint32, v uint32) []uint32 {
+	i, found := slices.BinarySearch(list, v)
+	if found {
+		return list
+	}
+	return slices.Insert(list, i, v)
+}

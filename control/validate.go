@@ -1,0 +1,179 @@
+package control
+
+import (
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Port spec kinds.
+const (
+	KindTap    = "tap"
+	KindNetdev = "netdev"
+	KindStream = "stream"
+	KindTun    = "tun"
+)
+
+// Spec is a parsed port spec: tap:IFNAME[@NETNS], netdev:IFNAME,
+// stream:PATH, or (uplink only) tun:IFNAME[@NETNS].
+type Spec struct {
+	Kind  string
+	Name  string // interface name, or the socket path for stream
+	Netns string // network namespace for tap and tun, "" for the current one
+}
+
+var (
+	ifnameRe = regexp.MustCompile(`^[A-Za-z0-9_.+-]{1,15}$`)
+	nameRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+)
+
+// ParseSpec parses a port spec; field names the flag or field in errors.
+func ParseSpec(field, spec string, uplink bool) (Spec, error) { return parseSpec(field, spec, uplink) }
+
+func parseSpec(field, spec string, uplink bool) (Spec, error) {
+	kind, rest, ok := strings.Cut(spec, ":")
+	if !ok || rest == "" {
+		return Spec{}, invalid(field, spec, "want tap:IFNAME[@NETNS], netdev:IFNAME or stream:PATH")
+	}
+	sp := Spec{Kind: kind}
+	switch kind {
+	case KindTap, KindTun:
+		if kind == KindTun && !uplink {
+			return Spec{}, invalid(field, spec, "tun: ports are only for the uplink")
+		}
+		name, ns, hasNS := strings.Cut(rest, "@")
+		if hasNS && (!nameRe.MatchString(ns) || ns == "." || ns == "..") {
+			return Spec{}, invalid(field, spec, "network namespace name "+strconv.Quote(ns)+" is not valid")
+		}
+		sp.Name, sp.Netns = name, ns
+	case KindNetdev:
+		sp.Name = rest
+	case KindStream:
+		if uplink {
+			return Spec{}, invalid(field, spec, "the uplink is tap:, netdev: or tun:")
+		}
+		if !filepath.IsAbs(rest) || filepath.Clean(rest) != rest {
+			return Spec{}, invalid(field, spec, "stream path must be absolute and clean")
+		}
+		sp.Name = rest
+		return sp, nil
+	default:
+		return Spec{}, invalid(field, spec, "unknown port kind "+strconv.Quote(kind)+", want tap, netdev or stream")
+	}
+	if !ifnameRe.MatchString(sp.Name) || sp.Name == "." || sp.Name == ".." {
+		return Spec{}, invalid(field, spec, "interface name must be 1-15 characters of A-Z a-z 0-9 _ . + -")
+	}
+	return sp, nil
+}
+
+// String returns the canonical spec.
+func (s Spec) String() string {
+	if s.Netns != "" {
+		return s.Kind + ":" + s.Name + "@" + s.Netns
+	}
+	return s.Kind + ":" + s.Name
+}
+
+func validName(field, name string) error {
+	if !nameRe.MatchString(name) {
+		return invalid(field, name, "must be 1-64 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit")
+	}
+	return nil
+}
+
+func validText(field, s string) error {
+	if len(s) > 255 {
+		return invalid(field, s[:32]+"...", "longer than 255 bytes")
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return invalid(field, s, "contains control characters")
+	}
+	return nil
+}
+
+func validTags(tags map[string]string) error {
+	if len(tags) > 50 {
+		return invalid("tags", len(tags), "at most 50 tags")
+	}
+	for k, v := range tags {
+		if k == "" || len(k) > 128 {
+			return invalid("tags", k, "tag keys are 1-128 bytes")
+		}
+		if err := validText("tags."+k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseProtocol maps "all", "tcp", "udp", "icmp" or a number to an IP
+// protocol number (0 = all).
+func parseProtocol(p string) (uint8, bool) {
+	switch strings.ToLower(p) {
+	case "", "all", "-1":
+		return 0, true
+	case "tcp":
+		return 6, true
+	case "udp":
+		return 17, true
+	case "icmp":
+		return 1, true
+	}
+	n, err := strconv.ParseUint(p, 10, 8)
+	if err != nil {
+		return 0, false
+	}
+	return uint8(n), true
+}
+
+func canonicalProtocol(p uint8) string {
+	switch p {
+	case 0:
+		return "all"
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 1:
+		return "icmp"
+	}
+	return strconv.Itoa(int(p))
+}
+
+// reserved reports whether ip is the network, gateway or broadcast address
+// of prefix; roam never gives those to a record.
+func reserved(prefix netip.Prefix, ip netip.Addr) (string, bool) {
+	netAddr := prefix.Masked().Addr()
+	switch {
+	case ip == netAddr:
+		return "the network address", true
+	case ip == netAddr.Next():
+		return "the gateway", true
+	case ip == lastAddr(prefix):
+		return "the broadcast address", true
+	}
+	return "", false
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	bits := p.Bits()
+	for i := 0; i < 4; i++ {
+		for b := 0; b < 8; b++ {
+			if i*8+b >= bits {
+				a[i] |= 0x80 >> b
+			}
+		}
+	}
+	return netip.AddrFrom4(a)
+}
+
+func parseAddr(field, s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, invalid(field, s, "not an IPv4 address")
+	}
+	return a, nil
+}
