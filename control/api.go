@@ -213,7 +213,9 @@ func (a *API) routes() {
 
 	m.HandleFunc("GET /v1/instances", read(func(r *http.Request) (any, error) { return s.Instances(), nil }))
 	m.HandleFunc("GET /v1/instances/{name}", read(func(r *http.Request) (any, error) { return s.Instance(r.PathValue("name")) }))
-	m.HandleFunc("POST /v1/instances", post(func(p Principal, r *http.Request, in CreateInstanceInput) (any, error) { return s.CreateInstance(p, in) }))
+	m.HandleFunc("POST /v1/instances", post(func(p Principal, r *http.Request, in CreateInstanceInput) (any, error) {
+		return s.CreateInstance(p, in)
+	}))
 	m.HandleFunc("DELETE /v1/instances/{name}", post(func(p Principal, r *http.Request, _ none) (any, error) {
 		return s.TerminateInstance(p, r.PathValue("name"))
 	}))

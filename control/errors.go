@@ -9,16 +9,16 @@ import (
 // Error codes. They are part of the API: scripts match on them, so they
 // never change meaning.
 const (
-	CodeInvalidParameter    = "InvalidParameter"    // a field is malformed or out of range
-	CodeInvalidSubnet       = "InvalidSubnet"       // a CIDR is unusable or an address is outside every subnet
-	CodeAddressInUse        = "AddressInUse"        // an address, device index or port is taken
-	CodeNotFound            = "NotFound"            // no object with that id or name
-	CodeUnauthorized        = "Unauthorized"        // the caller's uid may not do this
-	CodeIncorrectState      = "IncorrectState"      // the object is not in a state that allows this
-	CodeDependencyViolation = "DependencyViolation" // other objects still use this one
+	CodeInvalidParameter    = "InvalidParameter"     // a field is malformed or out of range
+	CodeInvalidSubnet       = "InvalidSubnet"        // a CIDR is unusable or an address is outside every subnet
+	CodeAddressInUse        = "AddressInUse"         // an address, device index or port is taken
+	CodeNotFound            = "NotFound"             // no object with that id or name
+	CodeUnauthorized        = "Unauthorized"         // the caller's uid may not do this
+	CodeIncorrectState      = "IncorrectState"       // the object is not in a state that allows this
+	CodeDependencyViolation = "DependencyViolation"  // other objects still use this one
 	CodeAddressLimit        = "AddressLimitExceeded" // a pool or subnet has no free address
-	CodeDataPath            = "DataPathRefused"     // the data path refused the new configuration
-	CodeInternal            = "InternalError"       // the store or the host failed
+	CodeDataPath            = "DataPathRefused"      // the data path refused the new configuration
+	CodeInternal            = "InternalError"        // the store or the host failed
 )
 
 // Sentinels for callers that test with errors.Is: every *Error unwraps to

@@ -71,7 +71,7 @@ type opCase struct {
 	name  string
 	uid   uint32
 	op    func(s *Service, p Principal, w *world) (any, error)
-	want  string                                   // error code, "" for success
+	want  string                                            // error code, "" for success
 	check func(t *testing.T, f *fixture, w *world, out any) // after success
 }
 
