@@ -38,7 +38,10 @@ type Stats struct {
 	PacketsOut   uint64            `json:"packets_out"`
 	BytesIn      uint64            `json:"bytes_in"`
 	BytesOut     uint64            `json:"bytes_out"`
+	Packets      uint64            `json:"packets"`   // frames received (global) or in+out (record)
+	Forwarded    uint64            `json:"forwarded"` // frames delivered to a port
 	Flows        uint64            `json:"flows"`
+	FlowLimit    uint64            `json:"flow_limit,omitempty"`
 	Translations uint64            `json:"translations"`
 	Drops        map[string]uint64 `json:"drops"`
 }

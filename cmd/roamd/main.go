@@ -1,0 +1,123 @@
+// Command roamd is roam's daemon: it restores the committed state, runs the
+// switch and serves the control API on a unix socket. It only wires: every
+// decision lives in package control.
+//
+// Configuration comes from flags and, with --config FILE, from a file with
+// the same keys ("key = value" lines); flags given on the command line win.
+// SIGHUP re-reads the file and applies what can change in place; SIGTERM and
+// SIGINT shut roamd down cleanly.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"roam/control"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "roamd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	def := control.DefaultDaemonConfig()
+	fs := flag.NewFlagSet("roamd", flag.ContinueOnError)
+	configFile := fs.String("config", "", "config file with the same keys as the flags (key = value)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	vals := map[string]*string{}
+	for _, f := range []struct{ key, def, usage string }{
+		{"state-dir", def.StateDir, "directory of the embedded store"},
+		{"socket", def.Socket, "control socket"},
+		{"socket-group", def.SocketGroup, "group allowed to connect to the socket (ignored when it does not exist)"},
+		{"uplink", "", "uplink port: tap:IFNAME[@NETNS], netdev:IFNAME or tun:IFNAME[@NETNS]"},
+		{"public-cidr", "", "public pool that public IPs are allocated from"},
+		{"public-ip", "", "the gateway's own public address (PAT)"},
+		{"upstream", "", "next hop on the uplink: MAC, or IP whose MAC is learned"},
+		{"metrics", "", "serve Prometheus metrics on this address (host:port)"},
+		{"log-level", def.LogLevel, "debug, info, warn or error"},
+		{"no-sync", "false", "do not fsync the store on commit (tests only)"},
+	} {
+		vals[f.key] = fs.String(f.key, f.def, f.usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	load := func() (control.DaemonConfig, error) {
+		cfg := control.DefaultDaemonConfig()
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if *configFile != "" {
+			kvs, err := control.ReadConfigFile(*configFile)
+			if err != nil {
+				return cfg, err
+			}
+			for _, kv := range kvs {
+				if !set[kv[0]] {
+					cfg.Set(kv[0], kv[1])
+				}
+			}
+		}
+		for key, v := range vals {
+			if set[key] {
+				if err := cfg.Set(key, *v); err != nil {
+					return cfg, err
+				}
+			}
+		}
+		return cfg, nil
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	level := new(slog.LevelVar)
+	var h slog.Handler
+	if *logFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	} else {
+		h = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(h)
+	d, err := control.StartDaemon(cfg, control.DaemonOptions{Logger: log, Level: level})
+	if err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				next, err := load()
+				if err == nil {
+					err = d.Reload(next)
+				}
+				if err != nil {
+					log.Error("reload refused", "err", err)
+				}
+				continue
+			}
+			log.Info("shutting down", "signal", s.String())
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return d.Shutdown(ctx)
+		case err := <-d.Errors():
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			d.Shutdown(ctx)
+			return err
+		}
+	}
+}

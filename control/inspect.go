@@ -1,0 +1,45 @@
+package control
+
+import (
+	vswitch "roam/switch"
+)
+
+// SwitchInspector adapts a *vswitch.Switch to Inspector.
+type SwitchInspector struct{ Switch *vswitch.Switch }
+
+// Flows implements Inspector.
+func (si SwitchInspector) Flows(eniID string) []Flow {
+	fs := si.Switch.Flows(eniID)
+	out := make([]Flow, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, Flow{
+			Proto: f.Proto, OrigSrc: f.Src.String(), OrigDst: f.Dst.String(),
+			ReplySrc: f.ReplySrc.String(), ReplyDst: f.ReplyDst.String(),
+			State: f.State, ENIID: f.Record, Expires: f.Expires.UTC(),
+		})
+	}
+	return out
+}
+
+// FlushFlows implements Inspector.
+func (si SwitchInspector) FlushFlows(eniID string) int { return si.Switch.FlushFlows(eniID) }
+
+// Stats implements Inspector.
+func (si SwitchInspector) Stats(eniID string) Stats {
+	var c vswitch.Counters
+	id := eniID
+	if eniID == "" {
+		c = si.Switch.Counters()
+		id = "global"
+	} else {
+		c = si.Switch.RecordCounters(eniID)
+	}
+	if c.Drops == nil {
+		c.Drops = map[string]uint64{}
+	}
+	return Stats{
+		ID: id, PacketsIn: c.PacketsIn, PacketsOut: c.PacketsOut, BytesIn: c.BytesIn, BytesOut: c.BytesOut,
+		Packets: c.Packets, Forwarded: c.Forwarded, Flows: uint64(c.Flows), FlowLimit: uint64(c.FlowLimit),
+		Translations: c.Translated, Drops: c.Drops,
+	}
+}

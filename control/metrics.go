@@ -1,0 +1,129 @@
+package control
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	vswitch "roam/switch"
+)
+
+// Metrics are roamd's Prometheus metrics: operation counts and latencies
+// (fed by Options.Observe) and, at scrape time, the object counts of the
+// service and the switch's counters.
+type Metrics struct {
+	ops     *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+	svc     *Service
+	sw      *vswitch.Switch
+}
+
+// NewMetrics returns the metrics; call Register, and pass Observe in
+// Options.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roam_operations_total", Help: "Control operations by name and result (ok or an error code).",
+		}, []string{"operation", "result"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "roam_operation_duration_seconds", Help: "Control operation latency, validation to publication.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
+		}, []string{"operation"}),
+	}
+}
+
+// Observe records one operation.
+func (m *Metrics) Observe(op, result string, d time.Duration) {
+	m.ops.WithLabelValues(op, result).Inc()
+	m.latency.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// Register registers the metrics with reg; svc and sw (either may be nil)
+// are read at scrape time.
+func (m *Metrics) Register(reg prometheus.Registerer, svc *Service, sw *vswitch.Switch) error {
+	m.svc, m.sw = svc, sw
+	for _, c := range []prometheus.Collector{m.ops, m.latency, m} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	descObjects      = prometheus.NewDesc("roam_objects", "Objects in the committed state, by kind.", []string{"kind"}, nil)
+	descGen          = prometheus.NewDesc("roam_state_generation", "Generation of the committed state.", nil, nil)
+	descRecPackets   = prometheus.NewDesc("roam_record_packets_total", "Packets of a record, by direction.", []string{"eni", "direction"}, nil)
+	descRecBytes     = prometheus.NewDesc("roam_record_bytes_total", "Bytes of a record, by direction.", []string{"eni", "direction"}, nil)
+	descRecDrops     = prometheus.NewDesc("roam_record_drops_total", "Drops of a record, by reason.", []string{"eni", "reason"}, nil)
+	descRecFlows     = prometheus.NewDesc("roam_record_conntrack_entries", "Conntrack entries charged to a record.", []string{"eni"}, nil)
+	descDrops        = prometheus.NewDesc("roam_drops_total", "Frames dropped by the switch, by reason.", []string{"reason"}, nil)
+	descPackets      = prometheus.NewDesc("roam_packets_total", "Frames received by the switch.", nil, nil)
+	descFlows        = prometheus.NewDesc("roam_conntrack_entries", "Conntrack entries.", nil, nil)
+	descFlowLimit    = prometheus.NewDesc("roam_conntrack_limit", "Conntrack entry limit.", nil, nil)
+	descNATPortsUsed = prometheus.NewDesc("roam_nat_ports_in_use", "PAT ports (ICMP ids) in use per public IP and protocol.", []string{"public_ip", "proto"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descObjects, descGen, descRecPackets, descRecBytes, descRecDrops, descRecFlows,
+		descDrops, descPackets, descFlows, descFlowLimit, descNATPortsUsed} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	var ids []string
+	var publicIPs []netip.Addr
+	if s := m.svc; s != nil {
+		s.mu.RLock()
+		for kind, n := range map[string]int{"subnet": len(s.st.subnets), "security_group": len(s.st.groups),
+			"instance": len(s.st.instances), "eni": len(s.st.enis), "eip": len(s.st.eips)} {
+			ch <- prometheus.MustNewConstMetric(descObjects, prometheus.GaugeValue, float64(n), kind)
+		}
+		ch <- prometheus.MustNewConstMetric(descGen, prometheus.CounterValue, float64(s.st.gen))
+		ids = make([]string, 0, len(s.st.enis))
+		for id := range s.st.enis {
+			ids = append(ids, id)
+		}
+		if s.gw.PublicIP.IsValid() {
+			publicIPs = append(publicIPs, s.gw.PublicIP)
+		}
+		s.mu.RUnlock()
+	}
+	sw := m.sw
+	if sw == nil {
+		return
+	}
+	for _, id := range ids {
+		c := sw.RecordCounters(id)
+		ch <- prometheus.MustNewConstMetric(descRecPackets, prometheus.CounterValue, float64(c.PacketsIn), id, "in")
+		ch <- prometheus.MustNewConstMetric(descRecPackets, prometheus.CounterValue, float64(c.PacketsOut), id, "out")
+		ch <- prometheus.MustNewConstMetric(descRecBytes, prometheus.CounterValue, float64(c.BytesIn), id, "in")
+		ch <- prometheus.MustNewConstMetric(descRecBytes, prometheus.CounterValue, float64(c.BytesOut), id, "out")
+		ch <- prometheus.MustNewConstMetric(descRecFlows, prometheus.GaugeValue, float64(c.Flows), id)
+		for reason, n := range c.Drops {
+			if n > 0 {
+				ch <- prometheus.MustNewConstMetric(descRecDrops, prometheus.CounterValue, float64(n), id, reason)
+			}
+		}
+	}
+	c := sw.Counters()
+	ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(c.Packets))
+	ch <- prometheus.MustNewConstMetric(descFlows, prometheus.GaugeValue, float64(c.Flows))
+	ch <- prometheus.MustNewConstMetric(descFlowLimit, prometheus.GaugeValue, float64(c.FlowLimit))
+	for reason, n := range c.Drops {
+		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(n), reason)
+	}
+	for _, ip := range publicIPs {
+		a := ip.As4()
+		pub := binary.BigEndian.Uint32(a[:])
+		for _, proto := range []uint8{6, 17, 1} {
+			n := sw.Conntrack().PAT.InUse(pub, proto)
+			ch <- prometheus.MustNewConstMetric(descNATPortsUsed, prometheus.GaugeValue, float64(n), ip.String(), canonicalProtocol(proto))
+		}
+	}
+}
