@@ -47,6 +47,10 @@ type endpoint struct {
 type portEntry struct {
 	priv endpoint
 	refs uint32
+	// shared is set when a reference is taken on a mapping that already
+	// had one: the mapping may then have carried traffic even if the
+	// reference that created it is cancelled.
+	shared bool
 }
 
 type pool struct {
@@ -100,6 +104,7 @@ func (a *PAT) acquire(pub uint32, proto uint8, priv uint32, port uint16, now uin
 	ep := endpoint{priv, port}
 	if pp, ok := p.fwd[ep]; ok {
 		p.ports[pp].refs++
+		p.ports[pp].shared = true
 		return pp, packet.ReasonNone
 	}
 	lo, hi := uint32(a.o.PortMin), uint32(a.o.PortMax)
@@ -120,21 +125,24 @@ func (a *PAT) acquire(pub uint32, proto uint8, priv uint32, port uint16, now uin
 	if c := uint32(port); c >= lo && c <= hi && free(c) {
 		return take(c)
 	}
-	// Then a bounded walk of same-parity candidates from a cursor that
-	// moves on, so successive searches do not rescan the same run.
-	span := hi - lo + 1
-	start := (uint32(port)*2654435761 + p.nextHi) % span
-	for i := 0; i < a.o.Search; i++ {
-		c := lo + (start+uint32(i)*2)%span
-		if c&1 != uint32(port)&1 {
-			c = lo + (c-lo+1)%span
-		}
+	// Then a bounded walk of the same-parity candidates, from a cursor
+	// that moves on so successive searches do not rescan the same run.
+	// Candidates are numbered within the parity class, so the walk never
+	// leaves it, whatever the size of the range.
+	first := lo + (lo^uint32(port))&1 // lowest port of the range with port's parity
+	if first > hi {
+		return 0, packet.ReasonNoPort4NAT
+	}
+	n := (hi-first)/2 + 1 // ports of that parity in the range
+	start := (uint32(port)*2654435761 + p.nextHi) % n
+	for i := uint32(0); i < uint32(a.o.Search) && i < n; i++ {
+		c := first + 2*((start+i)%n)
 		if free(c) {
-			p.nextHi += uint32(i+1) * 2
+			p.nextHi += i + 1
 			return take(c)
 		}
 	}
-	p.nextHi += uint32(a.o.Search) * 2
+	p.nextHi += uint32(a.o.Search)
 	return 0, packet.ReasonNoPort4NAT
 }
 
@@ -152,6 +160,7 @@ func (a *PAT) ref(proto uint8, pub uint32, port uint16) bool {
 		return false
 	}
 	p.ports[port].refs++
+	p.ports[port].shared = true
 	return true
 }
 
@@ -164,6 +173,10 @@ func (a *PAT) release(pub uint32, proto uint8, port uint16, now uint32) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.releaseLocked(port, now)
+}
+
+func (p *pool) releaseLocked(port uint16, now uint32) {
 	e := &p.ports[port]
 	if e.refs == 0 {
 		return
@@ -171,13 +184,38 @@ func (a *PAT) release(pub uint32, proto uint8, port uint16, now uint32) {
 	e.refs--
 	if e.refs == 0 {
 		delete(p.fwd, e.priv)
-		e.priv = endpoint{}
+		*e = portEntry{}
 		if now == 0 {
 			now = 1
 		}
 		p.freed[port] = now
 		p.inUse--
 	}
+}
+
+// cancel gives back a reference taken by acquire or ref for a flow that
+// was then not created. Unlike release, when the reference was the only
+// one the mapping ever had, the port is not held from reuse: no flow used
+// it, so no peer can hold state for it (RFC 6888 REQ-8 guards mappings
+// that existed). Otherwise it is released at now, as by release.
+func (a *PAT) cancel(pub uint32, proto uint8, port uint16, now uint32) {
+	p := a.pool(pub, proto, false)
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := &p.ports[port]
+	if e.refs == 0 {
+		return
+	}
+	if e.refs == 1 && !e.shared {
+		delete(p.fwd, e.priv)
+		*e = portEntry{}
+		p.inUse--
+		return
+	}
+	p.releaseLocked(port, now)
 }
 
 // Lookup returns the private endpoint that owns pub:port, if any.

@@ -67,7 +67,10 @@ func Rewrite(frame []byte, p *packet.Parsed, k, to Tuple, partial bool) {
 				}
 				if oldID != newID {
 					binary.BigEndian.PutUint16(l4[4:6], newID)
-					if l4ok {
+					if l4ok && !partial {
+						// ICMP has no pseudo-header: a partial
+						// checksum is completed over the new
+						// identifier as it is.
 						sum = packet.Update16(sum, oldID, newID)
 					}
 				}

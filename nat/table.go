@@ -96,6 +96,13 @@ type Table struct {
 	PAT      *PAT
 	Counters Counters
 	sweepAt  atomic.Uint32
+	// clock is the latest time Create or Expire was given: Flush, which
+	// takes no time, uses it to start the REQ-8 hold of the ports it
+	// frees.
+	clock atomic.Uint32
+	// reclaimAt is when Create last swept the whole table for expired
+	// flows because it was full (at most once a second).
+	reclaimAt atomic.Uint32
 }
 
 // Counters are table-wide event counts.
@@ -357,6 +364,13 @@ func (t *Table) updateLocked(f *flow, ref uint32, dir Dir, seg *Seg, now uint32)
 			v.Reason = packet.ReasonUnsolicited
 			return v
 		}
+		if f.t[Orig].Proto == packet.ProtoTCP && seg != nil && !tcpCanCreate(seg.Flags) {
+			// Only what could start a new flow starts an expired
+			// one again (as Create refuses a RST or a FIN).
+			v.Found = false
+			v.Reason = packet.ReasonInvalidState
+			return v
+		}
 		f.state = 0
 		f.flags &= flagPATOut | flagPATIn
 		f.end, f.maxwin, f.wscale = [2]uint32{}, [2]uint32{}, 0
@@ -446,20 +460,46 @@ func (t *Table) Create(sp *Spec, seg *Seg, now uint32) Verdict {
 			return Verdict{Reason: packet.ReasonUnsolicited}
 		}
 	}
+	t.advance(now)
 	v := t.create(sp, to, seg, now)
+	if v.Reason == packet.ReasonTableFull && t.reclaimAt.Swap(now) != now {
+		// Full, and create could only reclaim expired flows of its own
+		// two shards: sweep the others (bounded, at most once a
+		// second, so a flood of new flows cannot make every packet
+		// pay for a sweep) and try again.
+		if t.expire(now, reclaimMax, reclaimScan) > 0 {
+			v = t.create(sp, to, seg, now)
+		}
+	}
 	if v.Reason != packet.ReasonNone || !v.New || v.Ref == 0 {
 		// Refused, or another packet created the flow first: give back
 		// the mapping reference taken above.
 		if sp.PATOut {
-			t.PAT.release(to.Src, to.Proto, to.SPort, now)
+			t.PAT.cancel(to.Src, to.Proto, to.SPort, now)
 		} else if sp.PATIn {
-			t.PAT.release(sp.Orig.Dst, to.Proto, sp.Orig.DPort, now)
+			t.PAT.cancel(sp.Orig.Dst, to.Proto, sp.Orig.DPort, now)
 		}
 		if v.Reason != packet.ReasonNone {
 			t.Counters.Refused.Add(1)
 		}
 	}
 	return v
+}
+
+// Bounds of the sweep Create runs when the table is full.
+const (
+	reclaimMax  = 1024 // flows removed
+	reclaimScan = 1024 // arena entries scanned per shard
+)
+
+// advance moves the table's clock forward to now.
+func (t *Table) advance(now uint32) {
+	for {
+		c := t.clock.Load()
+		if now <= c || t.clock.CompareAndSwap(c, now) {
+			return
+		}
+	}
 }
 
 func (t *Table) create(sp *Spec, to Tuple, seg *Seg, now uint32) Verdict {
@@ -520,7 +560,9 @@ func (t *Table) create(sp *Spec, to Tuple, seg *Seg, now uint32) Verdict {
 	v := t.updateLocked(f, ref, Orig, seg, now)
 	v.New = true
 	if v.Reason != packet.ReasonNone {
-		// The first packet is invalid for a new flow: undo.
+		// The first packet is invalid for a new flow: undo. The PAT
+		// reference is the caller's to give back, not the flow's.
+		f.flags &^= flagPATOut | flagPATIn
 		t.deleteLocked(so, sr, ref, ho, hr)
 		t.Counters.Created.Add(^uint64(0))
 		v.Ref = 0
@@ -570,11 +612,17 @@ func (t *Table) deleteLocked(so, sr *shard, ref uint32, ho, hr uint64) {
 	f := so.flow(ref)
 	t.removeLocked(so, ho, ref, Orig)
 	t.removeLocked(sr, hr, ref, Reply)
+	// The mapping ended when the flow expired, or now if it is removed
+	// before (Flush): the REQ-8 hold of its port starts then.
+	end := f.expires
+	if c := t.clock.Load(); c != 0 && c < end {
+		end = c
+	}
 	switch {
 	case f.flags&flagPATOut != 0:
-		t.PAT.release(f.t[Reply].Dst, f.t[Orig].Proto, f.t[Reply].DPort, f.expires)
+		t.PAT.release(f.t[Reply].Dst, f.t[Orig].Proto, f.t[Reply].DPort, end)
 	case f.flags&flagPATIn != 0:
-		t.PAT.release(f.t[Orig].Dst, f.t[Orig].Proto, f.t[Orig].DPort, f.expires)
+		t.PAT.release(f.t[Orig].Dst, f.t[Orig].Proto, f.t[Orig].DPort, end)
 	}
 	t.uncharge(f.owner)
 	so.live--
@@ -615,22 +663,34 @@ func (t *Table) reclaimLocked(so, sr *shard, now uint32) int {
 }
 
 // Expire removes up to max expired flows, continuing where the previous
-// call stopped, and returns how many it removed. Callers run it regularly
-// (the switch after each batch, with a small max).
+// call stopped, and returns how many it removed. Each shard's arena is
+// scanned for at most max(64, max) entries, so a small max bounds the work
+// of a call (the switch runs it after each batch, with a small max) and a
+// max at least the table's size sweeps it whole.
 func (t *Table) Expire(now uint32, max int) int {
+	t.advance(now)
+	return t.expire(now, max, max)
+}
+
+func (t *Table) expire(now uint32, max, scan int) int {
 	removed := 0
+	if scan < 64 {
+		scan = 64
+	}
 	start := t.sweepAt.Add(1)
 	for k := uint32(0); k < numShards && max > 0; k++ {
 		s := &t.shards[(start+k)%numShards]
-		removed += t.expireShard(s, now, &max)
+		removed += t.expireShard(s, now, &max, scan)
 	}
 	return removed
 }
 
-func (t *Table) expireShard(s *shard, now uint32, max *int) int {
+func (t *Table) expireShard(s *shard, now uint32, max *int, scan int) int {
 	removed := 0
 	s.mu.Lock()
-	scan := 64
+	if n := int(s.next) - 1; scan > n {
+		scan = n
+	}
 	for scan > 0 && *max > 0 && s.next > 1 {
 		scan--
 		s.sweep++
@@ -642,7 +702,6 @@ func (t *Table) expireShard(s *shard, now uint32, max *int) int {
 		if f.expires == 0 || f.expires >= now {
 			continue
 		}
-		*max--
 		ho, hr := f.t[Orig].hash(t.seed), f.t[Reply].hash(t.seed)
 		z := t.shardOf(hr)
 		switch {
@@ -653,10 +712,13 @@ func (t *Table) expireShard(s *shard, now uint32, max *int) int {
 			t.deleteLocked(s, z, ref, ho, hr)
 			z.mu.Unlock()
 		default:
-			orig := f.t[Orig]
+			// z must be locked first: let go of s meanwhile, and check
+			// that the entry still holds the same expired flow (both
+			// tuples: the reply tuple chose z).
+			tu := f.t
 			s.mu.Unlock()
 			lockPair(s, z)
-			if f.expires != 0 && f.expires < now && f.t[Orig] == orig {
+			if f.expires != 0 && f.expires < now && f.t == tu {
 				t.deleteLocked(s, z, ref, ho, hr)
 			} else {
 				z.mu.Unlock()
@@ -664,6 +726,7 @@ func (t *Table) expireShard(s *shard, now uint32, max *int) int {
 			}
 			z.mu.Unlock()
 		}
+		*max--
 		t.Counters.Expired.Add(1)
 		removed++
 	}
@@ -694,13 +757,13 @@ func (t *Table) deleteWhere(pred func(f *flow) bool) int {
 				s.mu.Unlock()
 				continue
 			}
-			orig := f.t[Orig]
-			hr := f.t[Reply].hash(t.seed)
+			tu := f.t
+			hr := tu[Reply].hash(t.seed)
 			z := t.shardOf(hr)
 			s.mu.Unlock()
 			lockPair(s, z)
-			if f.expires != 0 && f.t[Orig] == orig && pred(f) {
-				t.deleteLocked(s, z, ref, orig.hash(t.seed), hr)
+			if f.expires != 0 && f.t == tu && pred(f) {
+				t.deleteLocked(s, z, ref, tu[Orig].hash(t.seed), hr)
 				t.Counters.Deleted.Add(1)
 				n++
 			}

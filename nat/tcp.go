@@ -2,6 +2,7 @@ package nat
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"time"
 
 	"roam/internal/packet"
@@ -207,7 +208,9 @@ func (t *Table) tcpLocked(f *flow, dir Dir, s *Seg) (uint8, packet.Reason) {
 		default:
 			if f.flags&(flagFinOrig|flagFinReply) == flagFinOrig|flagFinReply {
 				f.state = StateLastAck
-			} else {
+			} else if st == StateSynRecv || st == StateEstablished {
+				// The first FIN. A retransmitted one (in FIN_WAIT
+				// or CLOSE_WAIT) changes nothing.
 				f.state = StateFinWait
 			}
 		}
@@ -318,8 +321,12 @@ func MSSOption(t packet.TCP) int {
 
 // ClampMSS lowers the MSS option of a SYN to mss, fixing the checksum (or
 // the partial checksum when partial is set). It reports whether it changed
-// the segment.
+// the segment. Segments without SYN are left alone: only a SYN may carry
+// the option (RFC 9293, 3.7.1).
 func ClampMSS(t packet.TCP, mss uint16, partial bool) bool {
+	if len(t) < packet.TCPMinLen || t.Flags()&packet.TCPSyn == 0 {
+		return false
+	}
 	i := MSSOption(t)
 	if i == 0 {
 		return false
@@ -333,6 +340,12 @@ func ClampMSS(t packet.TCP, mss uint16, partial bool) bool {
 	if partial {
 		return true // the checksum is completed later over the new bytes
 	}
-	binary.BigEndian.PutUint16(t[16:18], packet.Update16(cs, old, mss))
+	// The option need not be 16-bit aligned (after a single NOP, say):
+	// then its bytes fall in the checksum's words the other way round.
+	o, n := old, mss
+	if i&1 != 0 {
+		o, n = bits.ReverseBytes16(o), bits.ReverseBytes16(n)
+	}
+	binary.BigEndian.PutUint16(t[16:18], packet.Update16(cs, o, n))
 	return true
 }
