@@ -197,6 +197,7 @@ func (c *Capture) readPcap(data []byte) error {
 	}
 	r.SetSnaplen(MaxRecord)
 	a := arena{hint: len(data) + len(data)/2}
+	c.Packets = make([]Packet, 0, min(len(data)/128+1, 1<<24))
 	off := 24
 	for i := 0; ; i++ {
 		rest := len(data) - off

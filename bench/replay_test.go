@@ -1,0 +1,322 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"io/fs"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/gopacket/layers"
+)
+
+// checkVerdicts checks that every packet got exactly one verdict.
+func checkVerdicts(t *testing.T, res *Result) {
+	t.Helper()
+	var sum uint64
+	for _, v := range res.Verdicts {
+		sum += v
+	}
+	if sum != res.Packets {
+		t.Errorf("verdicts %v add up to %d, want %d packets", res.Verdicts, sum, res.Packets)
+	}
+	for _, n := range res.Notes {
+		if strings.Contains(n, "do not add up") || strings.Contains(n, "the switch counted") {
+			t.Errorf("note: %s", n)
+		}
+	}
+}
+
+// TestReplayShared replays every capture under ../shared/pcaps, with PAT and
+// with 1:1 public IPs: none may panic, every packet gets a verdict, and
+// unreadable files give errors that name them.
+func TestReplayShared(t *testing.T) {
+	dir := sharedPcaps(t)
+	var files []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && (strings.HasSuffix(p, ".pcap") || strings.HasSuffix(p, ".pcapng")) {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if len(files) < 100 {
+		t.Fatalf("found %d captures under %s, want the whole collection", len(files), dir)
+	}
+	for _, path := range files {
+		rel, _ := filepath.Rel(dir, path)
+		t.Run(rel, func(t *testing.T) {
+			c, err := ReadFile(path)
+			if strings.HasPrefix(rel, "badfile"+string(filepath.Separator)) {
+				if err == nil || !strings.Contains(err.Error(), path) {
+					t.Fatalf("got error %v, want one naming %s", err, path)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, one := range []bool{false, true} {
+				res, err := Replay(c, ReplayOptions{OneToOne: one, Loop: 2})
+				if err != nil {
+					t.Fatalf("one-to-one %v: %v", one, err)
+				}
+				if want := 2 * c.Records(); res.Packets != want {
+					t.Errorf("one-to-one %v: got %d packets, want %d", one, res.Packets, want)
+				}
+				checkVerdicts(t, res)
+			}
+		})
+	}
+}
+
+// TestReplayTestdata replays the generated captures: every frame is
+// forwarded and translated, every flow is tracked, nothing is dropped.
+func TestReplayTestdata(t *testing.T) {
+	for _, tc := range TestdataCaptures {
+		g, err := NewGenerator(tc.Opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out, in uint64
+		inside := g.Options().Inside
+		if err := g.Run(func(_ int64, f []byte) error {
+			if inside.Contains(netip.AddrFrom4([4]byte(f[14+12 : 14+16]))) {
+				out++
+			} else {
+				in++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, one := range []bool{false, true} {
+			t.Run(tc.File, func(t *testing.T) {
+				c, err := ReadFile(filepath.Join("..", "testdata", tc.File))
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := Replay(c, ReplayOptions{OneToOne: one, Inside: []netip.Prefix{inside}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkVerdicts(t, res)
+				o := g.Options()
+				type counts struct {
+					Records                               int
+					Packets                               uint64
+					Flows                                 int
+					FlowsCreated, Translations, Forwarded uint64
+					DeliveredUplink, DeliveredInside      uint64
+				}
+				want := counts{
+					Records: o.Hosts, Packets: out + in, Flows: o.Flows, FlowsCreated: uint64(o.Flows),
+					Translations: out + in, Forwarded: out + in, DeliveredUplink: out, DeliveredInside: in,
+				}
+				got := counts{
+					Records: res.Records, Packets: res.Packets, Flows: res.Flows, FlowsCreated: res.FlowsCreated,
+					Translations: res.Translations, Forwarded: res.Forwarded, DeliveredUplink: res.DeliveredUplink, DeliveredInside: res.DeliveredInside,
+				}
+				if got != want || len(res.Drops) != 0 {
+					t.Errorf("one-to-one %v:\n got %+v, drops %v\nwant %+v, no drops", one, got, res.Drops, want)
+				}
+			})
+		}
+	}
+}
+
+func TestReplayLoop(t *testing.T) {
+	c, err := ReadFile(filepath.Join("..", "testdata", "gen_udp.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReplayer(c, ReplayOptions{Loop: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := r.Run()
+	checkVerdicts(t, res)
+	if res.Packets != 3*640 || res.Forwarded != 3*640 || res.Flows != 64 || res.FlowsCreated != 64 {
+		t.Errorf("got packets %d, forwarded %d, flows %d (created %d); want 1920, 1920, 64 (64)", res.Packets, res.Forwarded, res.Flows, res.FlowsCreated)
+	}
+	// A second run continues the clock: the flows are still there.
+	res = r.Run()
+	if res.Forwarded != 3*640 || res.FlowsCreated != 0 {
+		t.Errorf("second run: got forwarded %d, flows created %d; want 1920, 0", res.Forwarded, res.FlowsCreated)
+	}
+}
+
+// inboundOnly is a capture of one UDP datagram from a remote to an inside
+// host (10.0.0.5), as if nothing had gone out first.
+func inboundOnly(t *testing.T) *Capture {
+	g, err := NewGenerator(GenOptions{Flows: 1, Proto: "udp", Inside: netip.MustParsePrefix("10.0.0.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames [][]byte
+	g.Run(func(_ int64, f []byte) error {
+		frames = append(frames, bytes.Clone(f))
+		return nil
+	})
+	c, err := Read("inbound", pcapFile(t, layers.LinkTypeEthernet, frames[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestReplayUnsolicited(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    ReplayOptions
+		want string
+	}{
+		{"pat", ReplayOptions{}, "unsolicited"},
+		{"one-to-one open", ReplayOptions{OneToOne: true}, "forwarded"},
+		{"one-to-one strict", ReplayOptions{OneToOne: true, StrictSG: true}, "sg_ingress"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := Replay(inboundOnly(t), tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkVerdicts(t, res)
+			if res.Verdicts[tc.want] != 1 {
+				t.Errorf("got verdicts %v, want 1 %s", res.Verdicts, tc.want)
+			}
+		})
+	}
+}
+
+func TestReplayReservedAddress(t *testing.T) {
+	c, err := ReadFile(filepath.Join("..", "testdata", "gen_udp.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 192.168.0.0/28: the hosts .10 to .15 are in, .15 is the broadcast
+	// address, .16 and .17 are outside.
+	res, err := Replay(c, ReplayOptions{Inside: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/28")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVerdicts(t, res)
+	if res.Records != 5 || len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "192.168.0.15 is a reserved address") {
+		t.Errorf("got %d records, notes %q; want 5 and a note about 192.168.0.15", res.Records, res.Notes)
+	}
+}
+
+func TestReplayOptionErrors(t *testing.T) {
+	c := &Capture{Dropped: map[string]uint64{}}
+	for _, o := range []ReplayOptions{
+		{Inside: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/31")}},
+		{Inside: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("10.1.0.0/16")}},
+		{Inside: []netip.Prefix{netip.MustParsePrefix("fd00::/64")}},
+		{PublicIP: netip.MustParseAddr("2001:db8::1")},
+	} {
+		if _, err := NewReplayer(c, o); err == nil {
+			t.Errorf("options %+v: got no error", o)
+		}
+	}
+}
+
+// TestRewriteInbound checks the incremental checksum updates against full
+// recomputation.
+func TestRewriteInbound(t *testing.T) {
+	g, err := NewGenerator(GenOptions{Flows: 2, Proto: "mix", Seed: 5, Size: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inbound [][]byte
+	g.Run(func(_ int64, f []byte) error {
+		if f[14+12] != 10 {
+			inbound = append(inbound, bytes.Clone(f[14:14+int(binary.BigEndian.Uint16(f[16:]))]))
+		}
+		return nil
+	})
+	// An ICMP port unreachable from a remote about a UDP datagram that
+	// 10.0.0.10:32768 sent.
+	inner := inbound[0][:28]
+	inner = append(append([]byte{}, inner...), 0, 0)
+	copy(inner[12:16], []byte{10, 0, 0, 10})
+	copy(inner[16:20], []byte{198, 51, 100, 1})
+	inner[9] = protoUDP
+	binary.BigEndian.PutUint16(inner[10:], 0)
+	binary.BigEndian.PutUint16(inner[10:], checksum(inner[:20], 0))
+	binary.BigEndian.PutUint16(inner[20:], 32768)
+	binary.BigEndian.PutUint16(inner[22:], 53)
+	binary.BigEndian.PutUint16(inner[24:], 10)
+	binary.BigEndian.PutUint16(inner[26:], 0)
+	binary.BigEndian.PutUint16(inner[26:], checksum(inner[20:30], pseudoSum(inner[12:16], inner[16:20], protoUDP, 10)))
+	icmp := append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, inner...)
+	binary.BigEndian.PutUint16(icmp[2:], checksum(icmp, 0))
+	ip := make([]byte, 20, 20+len(icmp))
+	ip[0], ip[8], ip[9] = 0x45, 50, protoICMP
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(icmp)))
+	copy(ip[12:16], []byte{198, 51, 100, 1})
+	copy(ip[16:20], []byte{10, 0, 0, 10})
+	binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
+	inbound = append(inbound, append(ip, icmp...))
+
+	pub := [4]byte{203, 0, 113, 1}
+	for i, p := range inbound {
+		k, ok := inboundKey(p)
+		if !ok {
+			t.Fatalf("packet %d: no inbound key", i)
+		}
+		rewriteInbound(p, pub, 40000)
+		hl := int(p[0]&0x0f) * 4
+		if checksum(p[:hl], 0) != 0 || [4]byte(p[16:20]) != pub {
+			t.Errorf("packet %d: IPv4 header after rewrite: % x", i, p[:hl])
+		}
+		l4 := p[hl:]
+		switch p[9] {
+		case protoTCP, protoUDP:
+			if checksum(l4, pseudoSum(p[12:16], p[16:20], p[9], len(l4))) != 0 || binary.BigEndian.Uint16(l4[2:]) != 40000 {
+				t.Errorf("packet %d (%v): L4 after rewrite: % x", i, k, l4[:8])
+			}
+		case protoICMP:
+			in := l4[8:]
+			if checksum(l4, 0) != 0 || checksum(in[:20], 0) != 0 || [4]byte(in[12:16]) != pub || binary.BigEndian.Uint16(in[20:]) != 40000 ||
+				checksum(in[20:30], pseudoSum(in[12:16], in[16:20], protoUDP, 10)) != 0 {
+				t.Errorf("ICMP error after rewrite: % x", l4)
+			}
+		}
+	}
+}
+
+func TestReportJSON(t *testing.T) {
+	c, err := ReadFile(filepath.Join("..", "testdata", "gen_storm.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Replay(c, ReplayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := NewReport([]*Result{res, res})
+	var b bytes.Buffer
+	if err := rep.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"packets", "pps", "ns_per_packet", "allocs_per_packet", "flows", "drops", "verdicts", "files"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("JSON has no key %q: %s", k, b.String())
+		}
+	}
+	if m["packets"].(float64) != 1024 {
+		t.Errorf("got packets %v, want 1024", m["packets"])
+	}
+	b.Reset()
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "total") || !strings.Contains(b.String(), "forwarded") {
+		t.Errorf("table lacks the total column or the verdicts:\n%s", b.String())
+	}
+}

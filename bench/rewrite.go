@@ -1,0 +1,273 @@
+package bench
+
+import "encoding/binary"
+
+// This file holds the harness's own header handling: finding the IPv4
+// header of a frame, and rewriting the destination of inbound frames
+// captured behind the NAT (private destination) to the public address and
+// port the NAT gave the flow, with incremental checksum updates (RFC 1624).
+
+// Ethernet types the harness looks through.
+const (
+	etherTypeARP  = 0x0806
+	etherTypeVLAN = 0x8100
+	etherTypeQinQ = 0x88a8
+	etherType9100 = 0x9100
+)
+
+// IP protocols.
+const (
+	protoICMP = 1
+	protoTCP  = 6
+	protoUDP  = 17
+)
+
+// ipv4Off returns the offset of the IPv4 header in frame (looking through up
+// to two VLAN tags) and whether the frame holds a plausible IPv4 header.
+func ipv4Off(frame []byte) (int, bool) {
+	off := 12
+	for range 3 {
+		if len(frame) < off+2 {
+			return 0, false
+		}
+		switch binary.BigEndian.Uint16(frame[off:]) {
+		case etherTypeVLAN, etherTypeQinQ, etherType9100:
+			off += 4
+			continue
+		case etherTypeIPv4:
+			off += 2
+			if len(frame) < off+20 || frame[off]>>4 != 4 || int(frame[off]&0x0f) < 5 || len(frame) < off+int(frame[off]&0x0f)*4 {
+				return 0, false
+			}
+			return off, true
+		}
+		return 0, false
+	}
+	return 0, false
+}
+
+// etherType returns the frame's Ethernet type after any VLAN tags.
+func etherType(frame []byte) uint16 {
+	off := 12
+	for range 3 {
+		if len(frame) < off+2 {
+			return 0
+		}
+		t := binary.BigEndian.Uint16(frame[off:])
+		if t != etherTypeVLAN && t != etherTypeQinQ && t != etherType9100 {
+			return t
+		}
+		off += 4
+	}
+	return 0
+}
+
+func ip4(b []byte) [4]byte { return [4]byte(b[:4]) }
+
+func be32(a [4]byte) uint32 { return binary.BigEndian.Uint32(a[:]) }
+
+// csumUpdate16 returns checksum cs after a 16-bit word changed from old to
+// new (RFC 1624, eqn. 3).
+func csumUpdate16(cs, old, new uint16) uint16 {
+	s := uint32(^cs) + uint32(^old) + uint32(new)
+	s = s>>16 + s&0xffff
+	s = s>>16 + s&0xffff
+	return ^uint16(s)
+}
+
+func csumUpdate32(cs uint16, old, new uint32) uint16 {
+	cs = csumUpdate16(cs, uint16(old>>16), uint16(new>>16))
+	return csumUpdate16(cs, uint16(old), uint16(new))
+}
+
+// l4Key is what PAT maps: (protocol, private address, private port or ICMP
+// identifier). PAT mapping is endpoint-independent, so the remote is not
+// part of it.
+type l4Key struct {
+	proto uint8
+	addr  uint32
+	port  uint16
+}
+
+// inboundKey returns the key of the private endpoint an inbound IPv4 packet
+// (ip) is addressed to: its destination port, the identifier of an ICMP
+// echo reply, or the source of the packet embedded in an ICMP error.
+func inboundKey(ip []byte) (l4Key, bool) {
+	hl := int(ip[0]&0x0f) * 4
+	if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
+		return l4Key{}, false // a later fragment has no L4 header
+	}
+	l4 := ip[hl:]
+	dst := binary.BigEndian.Uint32(ip[16:])
+	switch ip[9] {
+	case protoTCP, protoUDP:
+		if len(l4) < 4 {
+			return l4Key{}, false
+		}
+		return l4Key{ip[9], dst, binary.BigEndian.Uint16(l4[2:])}, true
+	case protoICMP:
+		if len(l4) < 8 {
+			return l4Key{}, false
+		}
+		switch l4[0] {
+		case 0, 14: // echo reply, timestamp reply
+			return l4Key{protoICMP, dst, binary.BigEndian.Uint16(l4[4:])}, true
+		case 3, 4, 5, 11, 12: // errors
+			in := l4[8:]
+			if len(in) < 20 || in[0]>>4 != 4 {
+				return l4Key{}, false
+			}
+			ihl := int(in[0]&0x0f) * 4
+			if ihl < 20 || len(in) < ihl+8 {
+				return l4Key{}, false
+			}
+			src := binary.BigEndian.Uint32(in[12:])
+			switch in[9] {
+			case protoTCP, protoUDP:
+				return l4Key{in[9], src, binary.BigEndian.Uint16(in[ihl:])}, true
+			case protoICMP:
+				return l4Key{protoICMP, src, binary.BigEndian.Uint16(in[ihl+4:])}, true
+			}
+		}
+	}
+	return l4Key{}, false
+}
+
+// outboundKey returns the key of the private endpoint an outbound IPv4
+// packet comes from, and the offset in ip of the port (or identifier) that
+// PAT rewrites.
+func outboundKey(ip []byte) (l4Key, int, bool) {
+	hl := int(ip[0]&0x0f) * 4
+	if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
+		return l4Key{}, 0, false
+	}
+	src := binary.BigEndian.Uint32(ip[12:])
+	l4 := ip[hl:]
+	switch ip[9] {
+	case protoTCP, protoUDP:
+		if len(l4) < 4 {
+			return l4Key{}, 0, false
+		}
+		return l4Key{ip[9], src, binary.BigEndian.Uint16(l4)}, hl, true
+	case protoICMP:
+		if len(l4) < 8 || (l4[0] != 8 && l4[0] != 13) { // echo, timestamp
+			return l4Key{}, 0, false
+		}
+		return l4Key{protoICMP, src, binary.BigEndian.Uint16(l4[4:])}, hl + 4, true
+	}
+	return l4Key{}, 0, false
+}
+
+// rewriteInbound rewrites an inbound IPv4 packet addressed to a private
+// endpoint so that it is addressed to pub and, when port >= 0, to that port
+// (or ICMP identifier); for an ICMP error, the embedded packet's source is
+// rewritten the same way. All checksums are updated incrementally; a UDP
+// checksum of zero (none) stays zero.
+func rewriteInbound(ip []byte, pub [4]byte, port int) {
+	hl := int(ip[0]&0x0f) * 4
+	oldDst := binary.BigEndian.Uint32(ip[16:])
+	newDst := be32(pub)
+	copy(ip[16:20], pub[:])
+	binary.BigEndian.PutUint16(ip[10:], csumUpdate32(binary.BigEndian.Uint16(ip[10:]), oldDst, newDst))
+	if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
+		return
+	}
+	l4 := ip[hl:]
+	switch ip[9] {
+	case protoTCP, protoUDP:
+		rewriteL4(ip[9], l4, 2, oldDst, newDst, port)
+	case protoICMP:
+		if len(l4) < 8 {
+			return
+		}
+		switch l4[0] {
+		case 0, 14:
+			if port >= 0 {
+				old := binary.BigEndian.Uint16(l4[4:])
+				binary.BigEndian.PutUint16(l4[4:], uint16(port))
+				binary.BigEndian.PutUint16(l4[2:], csumUpdate16(binary.BigEndian.Uint16(l4[2:]), old, uint16(port)))
+			}
+		case 3, 4, 5, 11, 12:
+			rewriteEmbedded(l4, oldDst, newDst, port)
+		}
+	}
+}
+
+// rewriteL4 updates a TCP or UDP header (l4, possibly cut short) for an
+// address change old->new in its pseudo-header and sets the port at
+// portOff when port >= 0. It returns the 16-bit words it changed as
+// (offset, old, new) for callers that keep an outer checksum.
+func rewriteL4(proto uint8, l4 []byte, portOff int, old, new uint32, port int) (changed [2][3]int, n int) {
+	csOff := 16
+	if proto == protoUDP {
+		csOff = 6
+	}
+	hasCS := len(l4) >= csOff+2
+	var cs uint16
+	if hasCS {
+		cs = binary.BigEndian.Uint16(l4[csOff:])
+	}
+	noCS := proto == protoUDP && cs == 0
+	ncs := csumUpdate32(cs, old, new)
+	if port >= 0 && len(l4) >= portOff+2 {
+		op := binary.BigEndian.Uint16(l4[portOff:])
+		binary.BigEndian.PutUint16(l4[portOff:], uint16(port))
+		changed[n] = [3]int{portOff, int(op), port}
+		n++
+		ncs = csumUpdate16(ncs, op, uint16(port))
+	}
+	if hasCS && !noCS {
+		if proto == protoUDP && ncs == 0 {
+			ncs = 0xffff
+		}
+		binary.BigEndian.PutUint16(l4[csOff:], ncs)
+		changed[n] = [3]int{csOff, int(cs), int(ncs)}
+		n++
+	}
+	return changed, n
+}
+
+// rewriteEmbedded rewrites the packet embedded in an ICMP error (icmp is
+// the ICMP message): its source old->new and its source port (or echo
+// identifier) to port, then the ICMP checksum.
+func rewriteEmbedded(icmp []byte, old, new uint32, port int) {
+	in := icmp[8:]
+	if len(in) < 20 || in[0]>>4 != 4 {
+		return
+	}
+	ihl := int(in[0]&0x0f) * 4
+	if ihl < 20 || len(in) < ihl {
+		return
+	}
+	if binary.BigEndian.Uint32(in[12:]) != old {
+		return
+	}
+	cs := binary.BigEndian.Uint16(icmp[2:])
+	// Every field below lies at an even offset from the ICMP header, so
+	// 16-bit incremental updates of the ICMP checksum are exact.
+	binary.BigEndian.PutUint32(in[12:], new)
+	cs = csumUpdate32(cs, old, new)
+	oic := binary.BigEndian.Uint16(in[10:])
+	nic := csumUpdate32(oic, old, new)
+	binary.BigEndian.PutUint16(in[10:], nic)
+	cs = csumUpdate16(cs, oic, nic)
+	l4 := in[ihl:]
+	switch in[9] {
+	case protoTCP, protoUDP:
+		changed, n := rewriteL4(in[9], l4, 0, old, new, port)
+		for _, c := range changed[:n] {
+			cs = csumUpdate16(cs, uint16(c[1]), uint16(c[2]))
+		}
+	case protoICMP:
+		if port >= 0 && len(l4) >= 8 {
+			op := binary.BigEndian.Uint16(l4[4:])
+			binary.BigEndian.PutUint16(l4[4:], uint16(port))
+			cs = csumUpdate16(cs, op, uint16(port))
+			ocs := binary.BigEndian.Uint16(l4[2:])
+			ncs := csumUpdate16(ocs, op, uint16(port))
+			binary.BigEndian.PutUint16(l4[2:], ncs)
+			cs = csumUpdate16(cs, ocs, ncs)
+		}
+	}
+	binary.BigEndian.PutUint16(icmp[2:], cs)
+}
