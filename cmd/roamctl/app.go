@@ -55,7 +55,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			x.subnetCmd(), x.sgCmd(), x.instanceCmd(), x.eniCmd(), x.ipCmd(), x.eipCmd(),
 			x.conntrackCmd(), x.statsCmd(), x.captureCmd(), x.eventsCmd(), completionCmd(),
 		},
-		OnUsageError: func(c *cli.Context, err error, isSub bool) error { return err },
+		OnUsageError:   func(c *cli.Context, err error, isSub bool) error { return err },
 		ExitErrHandler: func(c *cli.Context, err error) {},
 	}
 	return app
