@@ -169,7 +169,7 @@ func encodeVnetHdr(h, b []byte, g *GSO) {
 			}
 		}
 		if hdrLen == 0 {
-			hdrLen = uint16(cs + l4HdrLen(b, cs, protoOf(typ)))
+			hdrLen = uint16(cs + l4HdrLen(b, cs, protoOf(g.Type)))
 		}
 	}
 	h[0] = flags
