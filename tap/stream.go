@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -181,7 +182,7 @@ func (s *Stream) Read(frames []Frame) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		n, bytes, ok := s.readFrom(p, frames)
+		n, bytes, ok := s.readFromConn(p.conn, frames)
 		if n > 0 {
 			s.rx(n, bytes)
 			return n, nil
@@ -193,9 +194,10 @@ func (s *Stream) Read(frames []Frame) (int, error) {
 	}
 }
 
-// readFrom parses frames out of the read buffer, reading from p only while
-// none is complete. ok is false when the peer must be dropped.
-func (s *Stream) readFrom(p *streamPeer, frames []Frame) (n, bytes int, ok bool) {
+// readFromConn parses frames out of the read buffer, reading from the peer's
+// connection c only while none is complete. ok is false when the peer must be
+// dropped.
+func (s *Stream) readFromConn(c io.Reader, frames []Frame) (n, bytes int, ok bool) {
 	for n < len(frames) {
 		if s.w-s.r >= 4 {
 			l := int(binary.BigEndian.Uint32(s.rbuf[s.r:]))
@@ -229,7 +231,7 @@ func (s *Stream) readFrom(p *streamPeer, frames []Frame) (n, bytes int, ok bool)
 			s.w = copy(s.rbuf, s.rbuf[s.r:s.w])
 			s.r = 0
 		}
-		m, err := p.conn.Read(s.rbuf[s.w:])
+		m, err := c.Read(s.rbuf[s.w:])
 		s.w += m
 		if err != nil {
 			return n, bytes, false
