@@ -163,12 +163,19 @@ func (s *Service) pickIndex(tx *txn, inst *Instance, want *int) (int, error) {
 		}
 		return i, nil
 	}
+	var down []string
 	for _, pt := range inst.Ports {
-		if id, _ := tx.slotOwner(inst.ID, pt.DeviceIndex); id == "" && s.portUp(pt.Spec) != "" {
-			return pt.DeviceIndex, nil
+		if id, _ := tx.slotOwner(inst.ID, pt.DeviceIndex); id == "" {
+			if s.portUp(pt.Spec) != "" {
+				return pt.DeviceIndex, nil
+			}
+			down = append(down, pt.Spec)
 		}
 	}
-	return 0, errorf(CodeAddressInUse, "instance %s has no free operational port (%d ports)", inst.ID, len(inst.Ports))
+	if len(down) > 0 {
+		return 0, errorf(CodeIncorrectState, "instance %s: its free ports are not operational (%s)", inst.ID, joinComma(down))
+	}
+	return 0, errorf(CodeAddressInUse, "instance %s has no free port (all %d are attached)", inst.ID, len(inst.Ports))
 }
 
 func (s *Service) portErr(spec string) string {

@@ -1,0 +1,114 @@
+package control
+
+import (
+	"errors"
+	"testing"
+)
+
+// TestDataPathRefusalRollsBack: when the switch refuses the new config
+// after the store committed, the store is rolled back and nothing changes.
+func TestDataPathRefusalRollsBack(t *testing.T) {
+	store := NewMemStore()
+	f := newFixture(t, store)
+	w := buildWorld(t, f.svc)
+	before := dumpJSON(t, f.svc)
+	f.dp.fail = errors.New("records: too many")
+	_, err := f.svc.Reassign(Root, w.eniA, ReassignInput{InstanceID: "vm2"})
+	if got := codeOf(err); got != CodeDataPath {
+		t.Fatalf("got %q (%v), want %s", got, err, CodeDataPath)
+	}
+	if after := dumpJSON(t, f.svc); after != before {
+		t.Fatalf("refused reassign changed the state")
+	}
+	f.dp.fail = nil
+	f.restart(t)
+	if after := dumpJSON(t, f.svc); after != before {
+		t.Fatalf("refused reassign changed the store:\nbefore %s\nafter %s", before, after)
+	}
+	evs := ok(f.svc.Events(0, 0))
+	last := evs[len(evs)-1]
+	if last.Result != CodeDataPath || last.Operation != "ReassignNetworkInterface" {
+		t.Errorf("got last event %+v, want the rolled back reassign", last)
+	}
+}
+
+// TestStoreFailureChangesNothing: a failed commit leaves memory, data path
+// and open ports as they were.
+func TestStoreFailureChangesNothing(t *testing.T) {
+	store := NewMemStore()
+	f := newFixture(t, store)
+	buildWorld(t, f.svc)
+	before := dumpJSON(t, f.svc)
+	applied := f.dp.applied
+	store.FailCommit = errors.New("disk full")
+	_, err := f.svc.CreateInstance(Root, CreateInstanceInput{Name: "vm9", Ports: []string{"tap:vm9"}})
+	if got := codeOf(err); got != CodeInternal {
+		t.Fatalf("got %q (%v), want %s", got, err, CodeInternal)
+	}
+	if !errors.Is(err, store.FailCommit) {
+		t.Errorf("got %v, want it to wrap the store's error", err)
+	}
+	if f.dp.ports["tap:vm9"] {
+		t.Errorf("port of the refused instance is still registered")
+	}
+	if after := dumpJSON(t, f.svc); after != before || f.dp.applied != applied {
+		t.Errorf("failed commit changed the state or published")
+	}
+	store.FailCommit = nil
+	if _, err := f.svc.CreateInstance(Root, CreateInstanceInput{Name: "vm9", Ports: []string{"tap:vm9"}}); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+}
+
+// TestPortDownAfterRestart: a port that cannot be reopened at restart is
+// "down": attaching to it is refused, detaching needs force.
+func TestPortDownAfterRestart(t *testing.T) {
+	f := newFixture(t, nil)
+	w := buildWorld(t, f.svc)
+	f.ports.fail["tap:vm1a"] = true
+	f.ports.fail["tap:vm1b"] = true
+	f.restart(t)
+	in := ok(f.svc.Instance("vm1"))
+	if in.Ports[0].Status != PortDown || in.Ports[0].Error == "" {
+		t.Fatalf("got port %+v, want down with an error", in.Ports[0])
+	}
+	if r := f.dp.record(w.eniA); len(r.Ports) != 0 {
+		t.Errorf("got published ports %v for a record on a down port, want none", r.Ports)
+	}
+	cases := []struct {
+		name string
+		op   func() error
+		want string
+	}{
+		{"attach to a down port", func() error {
+			_, err := f.svc.Attach(Root, w.eniB, AttachInput{InstanceID: "vm1", DeviceIndex: intp(1)})
+			return err
+		}, CodeIncorrectState},
+		{"attach picks no down port", func() error {
+			_, err := f.svc.Attach(Root, w.eniB, AttachInput{InstanceID: "vm1"})
+			return err
+		}, CodeIncorrectState},
+		{"detach from a down port", func() error {
+			_, err := f.svc.Detach(Root, w.eniA, DetachInput{})
+			return err
+		}, CodeIncorrectState},
+		{"reassign away from a down port", func() error {
+			_, err := f.svc.Reassign(Root, w.eniA, ReassignInput{InstanceID: "vm2"})
+			if err == nil {
+				_, err = f.svc.Reassign(Root, w.eniA, ReassignInput{InstanceID: "vm1"})
+			}
+			return err
+		}, CodeIncorrectState},
+		{"detach force", func() error {
+			_, err := f.svc.Detach(Root, w.eniA, DetachInput{Force: true})
+			return err
+		}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := codeOf(tc.op()); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
