@@ -1,0 +1,41 @@
+# roam: see README.md. `make demo` shows roam at work; `make test` runs every test.
+GO       ?= go
+PKGS     := ./...
+FUZZTIME ?= 20s
+BENCHTIME ?= 2s
+
+.PHONY: all build deps test vet race bench fuzz demo clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+vet:
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+# Every test, with the race detector; privileged tests (TestPrivileged...)
+# run when this runs as root and skip, saying why, otherwise.
+test: deps vet
+	$(GO) test -race -count=1 -timeout 40m $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./internal/packet ./nat ./switch ./bench
+
+# Each fuzz target for a bounded time (FUZZTIME).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+demo: deps build
+	@scripts/demo.sh
+
+clean:
+	rm -rf bin
