@@ -40,7 +40,7 @@ type Frags struct {
 	m       map[FragKey]fragEntry
 	held    []heldFrag
 	freeH   []int32
-	Dropped uint64 // fragments dropped because the pools were full or timed out
+	Dropped uint64 // fragments dropped because the pools were full or timed out; guarded by mu (see Drops)
 }
 
 type fragEntry struct {
@@ -115,23 +115,25 @@ func (f *Frags) Lookup(k FragKey, now uint32) (reason packet.Reason, newSrc, new
 // It returns false (and the fragment is to be dropped) when the pools are
 // full or the fragment is too large.
 func (f *Frags) Hold(k FragKey, frame []byte, now uint32) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if len(frame) > f.o.HeldSize {
 		f.Dropped++
 		return false
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	_, ok := f.m[k]
+	if len(f.freeH) == 0 || (!ok && len(f.m) >= f.o.MaxDatagrams) {
+		// Expiry frees buffers and entries, and may remove k's own
+		// entry (with what it held): look k up only afterwards.
+		f.expireLocked(now)
+	}
 	e, ok := f.m[k]
 	if !ok {
-		if len(f.m) >= f.o.MaxDatagrams && f.expireLocked(now) == 0 {
+		if len(f.m) >= f.o.MaxDatagrams {
 			f.Dropped++
 			return false
 		}
 		e = fragEntry{held: -1, expires: now + f.timeout}
-	}
-	if len(f.freeH) == 0 && f.expireLocked(now) == 0 {
-		f.Dropped++
-		return false
 	}
 	if len(f.freeH) == 0 {
 		f.Dropped++
@@ -150,24 +152,37 @@ func (f *Frags) Hold(k FragKey, frame []byte, now uint32) bool {
 	return true
 }
 
-// Drain passes each fragment held for k to fn (the slice is valid only
-// during the call) and frees it.
+// Drain passes each fragment held for k to fn, in the order they arrived
+// (the slice is valid only during the call), and frees it. fn runs without
+// f's lock held, so it may use f.
 func (f *Frags) Drain(k FragKey, fn func(frame []byte)) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	e, ok := f.m[k]
 	if !ok || e.held < 0 {
+		f.mu.Unlock()
 		return
 	}
+	// Unlink the list (newest first) and reverse it. Its buffers are on
+	// no free list, so nobody else touches them until they are freed.
+	head := int32(-1)
 	for i := e.held; i >= 0; {
-		h := &f.held[i]
-		fn(h.buf[:h.n])
-		next := h.next
-		f.freeH = append(f.freeH, i)
+		next := f.held[i].next
+		f.held[i].next = head
+		head = i
 		i = next
 	}
 	e.held = -1
 	f.m[k] = e
+	f.mu.Unlock()
+	for i := head; i >= 0; i = f.held[i].next {
+		h := &f.held[i]
+		fn(h.buf[:h.n])
+	}
+	f.mu.Lock()
+	for i := head; i >= 0; i = f.held[i].next {
+		f.freeH = append(f.freeH, i)
+	}
+	f.mu.Unlock()
 }
 
 // Expire removes timed-out datagrams and drops the fragments they held; it
@@ -201,6 +216,14 @@ func (f *Frags) expireLocked(now uint32) int {
 		n++
 	}
 	return n
+}
+
+// Drops returns the number of fragments dropped because the pools were
+// full or their datagram timed out (Dropped, read under the lock).
+func (f *Frags) Drops() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.Dropped
 }
 
 // Len returns the number of datagrams tracked.

@@ -227,7 +227,7 @@ func TestTCPStates(t *testing.T) {
 			step{Reply, F | A, 6001, 202, 0, StateLastAck, 0, false},
 			step{Orig, A, 202, 6002, 0, StateTimeWait, 0, false},
 			step{Reply, S | A, 1, 1, 0, StateTimeWait, 0, false}, // stray SYN-ACK changes nothing
-			step{Orig, S, 90000, 0, 0, StateSynSent, 0, true},     // port reuse after close
+			step{Orig, S, 90000, 0, 0, StateSynSent, 0, true},    // port reuse after close
 			step{Reply, S | A, 70000, 90001, 0, StateSynRecv, 0, false},
 			step{Orig, A, 90001, 70001, 0, StateEstablished, 0, false},
 		)},
