@@ -53,8 +53,10 @@ type GenOptions struct {
 	// frames omit the 4-byte FCS (60, 590 and 1514 bytes). TCP handshake
 	// and pure ACK frames are always minimum-size.
 	Size int
-	// Burst is the number of consecutive frames in one direction, so that
-	// replay feeds batches of that size (default 64).
+	// Burst is the number of flows whose frames follow each other in one
+	// direction (default 64). Consecutive endpoints belong to one host in
+	// runs of min(Burst, Endpoints/Hosts), so replay feeds batches of that
+	// size.
 	Burst int
 	// Start is the first timestamp (default 2026-01-01T00:00:00Z) and Gap
 	// the time between frames (default 1µs).
@@ -103,10 +105,13 @@ func (o GenOptions) withDefaults() (GenOptions, error) {
 	if o.Endpoints == 0 {
 		o.Endpoints = min(o.Flows, 16384)
 	}
+	if o.Burst <= 0 {
+		o.Burst = 64
+	}
 	if o.Endpoints < o.Hosts || o.Endpoints > o.Flows {
 		return o, fmt.Errorf("endpoints %d: must be between hosts (%d) and flows (%d)", o.Endpoints, o.Hosts, o.Flows)
 	}
-	if (o.Endpoints+o.Hosts-1)/o.Hosts > 32768 {
+	if (o.Endpoints+o.Hosts-1)/o.Hosts+max(o.Burst, 64) > 32768 {
 		return o, fmt.Errorf("endpoints %d: more than 32768 ports per host with %d hosts", o.Endpoints, o.Hosts)
 	}
 	if per := (o.Flows + o.Endpoints - 1) / o.Endpoints; per > numRemotes*len(remotePorts) {
@@ -127,9 +132,6 @@ func (o GenOptions) withDefaults() (GenOptions, error) {
 	}
 	if o.Size != 0 && (o.Size < 64 || o.Size > maxSize) {
 		return o, fmt.Errorf("size %d: want 64 to %d bytes (0 for IMIX)", o.Size, maxSize)
-	}
-	if o.Burst <= 0 {
-		o.Burst = 64
 	}
 	if o.Start.IsZero() {
 		o.Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -184,8 +186,13 @@ func NewGenerator(o GenOptions) (*Generator, error) {
 		f := &g.Flows[i]
 		e := i % o.Endpoints
 		k := i / o.Endpoints
-		binary.BigEndian.PutUint32(f.Inside[:], base+10+uint32(e%o.Hosts))
-		f.InsidePort = uint16(32768 + e/o.Hosts)
+		// Runs of consecutive endpoints belong to one host, so that a
+		// burst of frames comes from few hosts and replays in batches of
+		// up to run frames per port.
+		run := max(1, min(o.Burst, o.Endpoints/o.Hosts))
+		h := (e / run) % o.Hosts
+		binary.BigEndian.PutUint32(f.Inside[:], base+10+uint32(h))
+		f.InsidePort = uint16(32768 + (e/(run*o.Hosts))*run + e%run)
 		r := (e + k) % numRemotes
 		f.Remote = remoteAddr(r)
 		f.RemotePort = remotePorts[((e+k)/numRemotes)%len(remotePorts)]

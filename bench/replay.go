@@ -190,9 +190,22 @@ type batch struct {
 // NewReplayer prepares the replay of c: it scans c for inside addresses,
 // builds and applies the configuration, and plans the batches.
 func NewReplayer(c *Capture, o ReplayOptions) (*Replayer, error) {
+	r, err := prepare(c, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.start(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// prepare does all of NewReplayer but creating the switch.
+func prepare(c *Capture, o ReplayOptions) (*Replayer, error) {
 	if len(o.Inside) == 0 {
 		o.Inside = DefaultInside
 	}
+	o.Inside = slices.Clone(o.Inside)
 	for i, p := range o.Inside {
 		if !p.IsValid() || !p.Addr().Is4() || p.Bits() > 30 {
 			return nil, fmt.Errorf("inside %s: want an IPv4 prefix of /30 or larger", p)
@@ -262,7 +275,7 @@ func unicastIP(a uint32) bool {
 
 func unicastMAC(m [6]byte) bool { return m[0]&1 == 0 && m != [6]byte{} }
 
-// plan scans the capture and sets up the switch.
+// plan scans the capture, builds the configuration and plans the batches.
 func (r *Replayer) plan() error {
 	pkts := r.c.Packets
 	hosts := map[uint32]*host{}
@@ -373,23 +386,6 @@ func (r *Replayer) plan() error {
 	}
 	r.cfg = cfg
 
-	r.sw = vswitch.New(vswitch.Options{
-		Now:      func() time.Time { return time.Unix(0, r.now.Load()) },
-		MaxFlows: r.o.MaxFlows,
-		Frags:    nat.FragOptions{Timeout: fragTimeout},
-		Logger:   r.o.Logger,
-	})
-	for _, name := range r.ports {
-		s := taptest.NewSink(name)
-		r.sinks = append(r.sinks, s)
-		if err := r.sw.AddPort(s); err != nil {
-			return err
-		}
-	}
-	if err := r.sw.Apply(cfg); err != nil {
-		return fmt.Errorf("replay configuration: %w", err)
-	}
-
 	// Frames: copy, decide the port and kind, apply static rewrites.
 	var a arena
 	maxLen := 0
@@ -459,6 +455,28 @@ func (r *Replayer) plan() error {
 	// Buffers as a port driver would have them: headroom and room for a
 	// full frame, since the switch may answer in place.
 	r.bufs = tap.NewFrames(r.o.BatchSize, tap.Headroom+max(maxLen, tap.MaxFrame))
+	return nil
+}
+
+// start creates the switch, its ports and applies the configuration.
+func (r *Replayer) start() error {
+	r.sw = vswitch.New(vswitch.Options{
+		Now:      func() time.Time { return time.Unix(0, r.now.Load()) },
+		MaxFlows: r.o.MaxFlows,
+		Frags:    nat.FragOptions{Timeout: fragTimeout},
+		Logger:   r.o.Logger,
+	})
+	for _, name := range r.ports {
+		s := taptest.NewSink(name)
+		r.sinks = append(r.sinks, s)
+		if err := r.sw.AddPort(s); err != nil {
+			return err
+		}
+	}
+	if err := r.sw.Apply(r.cfg); err != nil {
+		return fmt.Errorf("replay configuration: %w", err)
+	}
+
 	return nil
 }
 
