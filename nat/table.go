@@ -531,12 +531,9 @@ func (t *Table) create(sp *Spec, to Tuple, seg *Seg, now uint32) Verdict {
 	if !t.reserve() && (t.reclaimLocked(so, sr, now) == 0 || !t.reserve()) {
 		return Verdict{Reason: packet.ReasonTableFull}
 	}
-	if sp.Owner != 0 && int(sp.Owner) < len(t.owners) {
-		if n := t.owners[sp.Owner].Add(1); sp.Budget > 0 && n > sp.Budget {
-			t.owners[sp.Owner].Add(-1)
-			t.count.Add(-1)
-			return Verdict{Reason: packet.ReasonBudget}
-		}
+	if !t.charge(sp.Owner, sp.Budget) {
+		t.count.Add(-1)
+		return Verdict{Reason: packet.ReasonBudget}
 	}
 	ref := so.allocLocked()
 	if ref == 0 {
@@ -570,13 +567,41 @@ func (t *Table) create(sp *Spec, to Tuple, seg *Seg, now uint32) Verdict {
 	return v
 }
 
-// reserve counts one more flow if the global limit allows it.
+// reserve counts one more flow if the global limit allows it. It never
+// takes the count past the limit, even for a moment, so Len never reads
+// above Max.
 func (t *Table) reserve() bool {
-	if t.count.Add(1) > t.max {
-		t.count.Add(-1)
-		return false
+	for {
+		c := t.count.Load()
+		if c >= t.max {
+			return false
+		}
+		if t.count.CompareAndSwap(c, c+1) {
+			return true
+		}
 	}
-	return true
+}
+
+// charge counts one more flow for owner if its budget (0: none) allows
+// it, without going past the budget even for a moment.
+func (t *Table) charge(owner uint32, budget int32) bool {
+	if owner == 0 || int(owner) >= len(t.owners) {
+		return true
+	}
+	o := &t.owners[owner]
+	if budget <= 0 {
+		o.Add(1)
+		return true
+	}
+	for {
+		c := o.Load()
+		if c >= budget {
+			return false
+		}
+		if o.CompareAndSwap(c, c+1) {
+			return true
+		}
+	}
 }
 
 func (t *Table) uncharge(owner uint32) {
