@@ -22,6 +22,7 @@ vet:
 # run when this runs as root and skip, saying why, otherwise.
 test: deps vet
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)
+	$(GO) test -count=1 -run 'NoAllocs' $(PKGS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./internal/packet ./nat ./switch ./bench

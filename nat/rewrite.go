@@ -14,7 +14,30 @@ import (
 // the pseudo-header sum that a NIC or the kernel completes later
 // (virtio-net NEEDS_CSUM), and it is updated as a sum.
 func Rewrite(frame []byte, p *packet.Parsed, k, to Tuple, partial bool) {
+	rewrite(frame, p, k, to, partial, false)
+}
+
+// RewriteTTL is Rewrite that also decrements the TTL, in the same
+// checksum update: the data path's routed case.
+func RewriteTTL(frame []byte, p *packet.Parsed, k, to Tuple, partial bool) {
+	rewrite(frame, p, k, to, partial, true)
+}
+
+// delta32 is the one's-complement difference a 32-bit field change adds to
+// a running (uncomplemented) checksum sum.
+func delta32(old, new uint32) uint32 {
+	return (^old >> 16) + (^old & 0xffff) + (new >> 16) + (new & 0xffff)
+}
+
+func fold(s uint32) uint16 {
+	s = (s >> 16) + (s & 0xffff)
+	s = (s >> 16) + (s & 0xffff)
+	return uint16(s)
+}
+
+func rewrite(frame []byte, p *packet.Parsed, k, to Tuple, partial, ttl bool) {
 	ip := packet.IPv4(frame[p.L3:])
+	ipAcc := uint32(^ip.Checksum())
 	var sum uint16
 	var off int
 	l4ok := p.L4 != 0
@@ -31,17 +54,25 @@ func Rewrite(frame []byte, p *packet.Parsed, k, to Tuple, partial bool) {
 	pseudo := p.Proto == packet.ProtoTCP || p.Proto == packet.ProtoUDP
 	if to.Src != k.Src {
 		binary.BigEndian.PutUint32(ip[12:16], to.Src)
-		ip.SetChecksum(packet.Update32(ip.Checksum(), k.Src, to.Src))
+		ipAcc += delta32(k.Src, to.Src)
 		if l4ok && pseudo {
 			sum = upd32(sum, k.Src, to.Src, partial)
 		}
 	}
 	if to.Dst != k.Dst {
 		binary.BigEndian.PutUint32(ip[16:20], to.Dst)
-		ip.SetChecksum(packet.Update32(ip.Checksum(), k.Dst, to.Dst))
+		ipAcc += delta32(k.Dst, to.Dst)
 		if l4ok && pseudo {
 			sum = upd32(sum, k.Dst, to.Dst, partial)
 		}
+	}
+	if ttl {
+		old := binary.BigEndian.Uint16(ip[8:10])
+		ip[8]--
+		ipAcc += uint32(^old) + uint32(binary.BigEndian.Uint16(ip[8:10]))
+	}
+	if ttl || to.Src != k.Src || to.Dst != k.Dst {
+		ip.SetChecksum(^fold(ipAcc))
 	}
 	if p.L4 != 0 {
 		l4 := frame[p.L4:p.End]

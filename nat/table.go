@@ -301,13 +301,22 @@ func (v *Verdict) Translated(k Tuple) bool { return v.To != k }
 // nothing. seg is the packet's TCP segment info (nil for other protocols).
 // Track never allocates.
 func (t *Table) Track(k Tuple, seg *Seg, now uint32) Verdict {
+	var v Verdict
+	t.TrackInto(k, seg, now, &v)
+	return v
+}
+
+// TrackInto is Track writing its verdict into v (which it resets), so that
+// the data path copies no verdicts around.
+func (t *Table) TrackInto(k Tuple, seg *Seg, now uint32, v *Verdict) {
 	h := k.hash(t.seed)
 	x := t.shardOf(h)
 	x.mu.Lock()
 	ref, dir, ok := t.findLocked(x, k, h)
 	if !ok {
 		x.mu.Unlock()
-		return Verdict{}
+		*v = Verdict{}
+		return
 	}
 	if y := ref >> refShardShift; y != x.id {
 		x.mu.Unlock()
@@ -315,12 +324,12 @@ func (t *Table) Track(k Tuple, seg *Seg, now uint32) Verdict {
 		x.mu.Lock()
 		if f := x.flow(ref); f.expires == 0 || f.t[dir] != k {
 			x.mu.Unlock() // freed and reused meanwhile
-			return Verdict{}
+			*v = Verdict{}
+			return
 		}
 	}
-	v := t.updateLocked(x.flow(ref), ref, dir, seg, now)
+	t.updateLocked(x.flow(ref), ref, dir, seg, now, v)
 	x.mu.Unlock()
-	return v
 }
 
 // Peek returns the translation of a packet with tuple k without updating
@@ -353,8 +362,9 @@ func (t *Table) Peek(k Tuple, now uint32) Verdict {
 }
 
 // updateLocked runs one packet through flow f (its owner shard locked).
-func (t *Table) updateLocked(f *flow, ref uint32, dir Dir, seg *Seg, now uint32) Verdict {
-	v := Verdict{Found: true, Dir: dir, To: f.t[1-dir].Reverse(), Owner: f.owner, Ref: ref}
+func (t *Table) updateLocked(f *flow, ref uint32, dir Dir, seg *Seg, now uint32, v *Verdict) {
+	o := &f.t[1-dir]
+	*v = Verdict{Found: true, Dir: dir, To: Tuple{Src: o.Dst, Dst: o.Src, SPort: o.DPort, DPort: o.SPort, Proto: o.Proto}, Owner: f.owner, Ref: ref}
 	if f.expires < now {
 		// An expired flow that has not been swept yet: a packet in the
 		// original direction starts it again with the same translation;
@@ -362,14 +372,14 @@ func (t *Table) updateLocked(f *flow, ref uint32, dir Dir, seg *Seg, now uint32)
 		if dir == Reply {
 			v.Found = false
 			v.Reason = packet.ReasonUnsolicited
-			return v
+			return
 		}
 		if f.t[Orig].Proto == packet.ProtoTCP && seg != nil && !tcpCanCreate(seg.Flags) {
 			// Only what could start a new flow starts an expired
 			// one again (as Create refuses a RST or a FIN).
 			v.Found = false
 			v.Reason = packet.ReasonInvalidState
-			return v
+			return
 		}
 		f.state = 0
 		f.flags &= flagPATOut | flagPATIn
@@ -388,7 +398,7 @@ func (t *Table) updateLocked(f *flow, ref uint32, dir Dir, seg *Seg, now uint32)
 		if r != packet.ReasonNone {
 			v.Reason = r
 			v.State = f.state
-			return v
+			return
 		}
 		if st == stateReopen {
 			// A new SYN on a closed connection reuses the entry and
@@ -421,7 +431,6 @@ func (t *Table) updateLocked(f *flow, ref uint32, dir Dir, seg *Seg, now uint32)
 	}
 	f.expires = now + timeout
 	v.State = f.state
-	return v
 }
 
 // Spec describes a new flow: its original tuple and the tuple that
@@ -519,7 +528,8 @@ func (t *Table) create(sp *Spec, to Tuple, seg *Seg, now uint32) Verdict {
 			f := y.flow(ref)
 			return Verdict{Found: true, Dir: dir, To: f.t[1-dir].Reverse(), Ref: ref}
 		}
-		v := t.updateLocked(y.flow(ref), ref, dir, seg, now)
+		var v Verdict
+		t.updateLocked(y.flow(ref), ref, dir, seg, now, &v)
 		v.New = false
 		v.Ref = ref
 		return v
@@ -554,7 +564,8 @@ func (t *Table) create(sp *Spec, to Tuple, seg *Seg, now uint32) Verdict {
 	t.insertLocked(sr, hr, ref, Reply)
 	so.live++
 	t.Counters.Created.Add(1)
-	v := t.updateLocked(f, ref, Orig, seg, now)
+	var v Verdict
+	t.updateLocked(f, ref, Orig, seg, now, &v)
 	v.New = true
 	if v.Reason != packet.ReasonNone {
 		// The first packet is invalid for a new flow: undo. The PAT

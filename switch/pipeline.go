@@ -21,6 +21,15 @@ type worker struct {
 	extra  []tap.Frame // buffers for fragments released from the hold pool
 	nextra int
 	lastEx uint32
+	v      nat.Verdict
+
+	// Identity output: while every frame of the batch so far goes, in
+	// order, to one port, the batch itself is written at flush without
+	// copying frames into a queue (the common case).
+	in     []tap.Frame
+	idPort *portState
+	idN    int
+	idOK   bool
 }
 
 type outQ struct {
@@ -39,6 +48,7 @@ func (w *worker) process(in *portState, frames []tap.Frame) {
 	snap := w.s.snap.Load()
 	now := uint32(w.s.now().Unix())
 	w.nextra = 0
+	w.in, w.idPort, w.idN, w.idOK = frames, nil, 0, true
 	rec := snap.ports[in]
 	up := in == snap.uplink && in != nil
 	for i := range frames {
@@ -130,9 +140,10 @@ func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap
 	}
 	k := nat.TupleOf(p)
 	seg := w.segment(frame)
-	v := w.s.ct.Track(k, seg, now)
+	v := &w.v
+	w.s.ct.TrackInto(k, seg, now, v)
 	if !v.Found && v.Reason == packet.ReasonNone {
-		v = w.newFromRecord(snap, rec, k, seg, now)
+		*v = w.newFromRecord(snap, rec, k, seg, now)
 	} else if v.New {
 		// A revived flow is admitted again by the rules in force.
 		if r := w.admitFromRecord(snap, rec, k); r != packet.ReasonNone {
@@ -141,13 +152,13 @@ func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap
 	}
 	if v.Reason != packet.ReasonNone {
 		w.drop(v.Reason, rec)
-		w.fragVerdict(snap, in, rec, f, &v, now)
+		w.fragVerdict(snap, in, rec, f, v, now)
 		return
 	}
 	w.tally.switchTo(rec.st)
 	w.tally.pout++
 	w.tally.bout += uint64(f.Len)
-	w.forward(snap, in, rec, f, k, &v, now)
+	w.forward(snap, in, rec, f, k, v, now)
 }
 
 // admitFromRecord applies the security groups to a flow from rec.
@@ -254,10 +265,11 @@ func (w *worker) fromUplink(snap *Snapshot, in *portState, f *tap.Frame, now uin
 	}
 	k := nat.TupleOf(p)
 	seg := w.segment(frame)
-	v := w.s.ct.Track(k, seg, now)
+	v := &w.v
+	w.s.ct.TrackInto(k, seg, now, v)
 	var d *recEntry
 	if !v.Found && v.Reason == packet.ReasonNone {
-		v, d = w.newFromUplink(snap, k, seg, now)
+		*v, d = w.newFromUplink(snap, k, seg, now)
 	} else if v.New {
 		if d = snap.private[v.To.Dst]; d != nil && !allows(d.ingress, p, k.Src) {
 			v.Reason = packet.ReasonSGIngress
@@ -265,10 +277,10 @@ func (w *worker) fromUplink(snap *Snapshot, in *portState, f *tap.Frame, now uin
 	}
 	if v.Reason != packet.ReasonNone {
 		w.drop(v.Reason, d)
-		w.fragVerdict(snap, in, nil, f, &v, now)
+		w.fragVerdict(snap, in, nil, f, v, now)
 		return
 	}
-	w.forward(snap, in, nil, f, k, &v, now)
+	w.forward(snap, in, nil, f, k, v, now)
 }
 
 func (w *worker) newFromUplink(snap *Snapshot, k nat.Tuple, seg *nat.Seg, now uint32) (nat.Verdict, *recEntry) {
@@ -349,8 +361,12 @@ func (w *worker) icmpError(snap *Snapshot, in *portState, rec *recEntry, f *tap.
 
 // resolve finds where a packet to dst goes: a record's port, or the uplink.
 func (w *worker) resolve(snap *Snapshot, dst uint32) (*portState, *recEntry, packet.Reason) {
-	d := snap.private[dst]
-	if d == nil {
+	inside := snap.subnetOf(dst) != nil
+	var d *recEntry
+	if inside {
+		d = snap.private[dst]
+	}
+	if d == nil && len(snap.routes) != 0 {
 		if d = snap.route(dst); d != nil && d.sdc {
 			return nil, d, packet.ReasonDestCheck
 		}
@@ -364,7 +380,7 @@ func (w *worker) resolve(snap *Snapshot, dst uint32) (*portState, *recEntry, pac
 		}
 		return nil, d, packet.ReasonNone // picked per flow in forward
 	}
-	if snap.subnetOf(dst) != nil || snap.uplink == nil {
+	if inside || snap.uplink == nil {
 		return nil, nil, packet.ReasonNoRoute
 	}
 	return snap.uplink, nil, packet.ReasonNone
@@ -414,15 +430,18 @@ func (w *worker) forward(snap *Snapshot, in *portState, from *recEntry, f *tap.F
 		w.icmpErrorReply(snap, in, from, f, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, mtu)
 		return
 	}
-	if to != k {
+	switch {
+	case to != k && crossing:
+		nat.RewriteTTL(frame, p, k, to, f.GSO.NeedsCsum)
+		w.bc.translated++
+	case to != k:
 		nat.Rewrite(frame, p, k, to, f.GSO.NeedsCsum)
 		w.bc.translated++
+	case crossing:
+		packet.IPv4(frame[p.L3:]).DecTTL()
 	}
 	if w.s.o.MSS != 0 && p.TCPFlags&packet.TCPSyn != 0 && p.L4 != 0 && p.Proto == packet.ProtoTCP {
 		nat.ClampMSS(packet.TCP(frame[p.L4:p.End]), w.s.o.MSS, f.GSO.NeedsCsum)
-	}
-	if crossing {
-		packet.IPv4(frame[p.L3:]).DecTTL()
 	}
 	if p.Frag == packet.FirstFragment {
 		w.fragVerdict(snap, in, from, f, v, now)
@@ -467,6 +486,36 @@ func (w *worker) deliver(snap *Snapshot, ps *portState, d, from *recEntry, f *ta
 }
 
 func (w *worker) enqueue(ps *portState, f *tap.Frame) {
+	if w.idOK {
+		if w.idN < len(w.in) && f == &w.in[w.idN] && (w.idPort == nil || w.idPort == ps) {
+			w.idPort = ps
+			w.idN++
+			return
+		}
+		// The batch no longer goes whole to one port: queue what it sent.
+		w.idOK = false
+		if w.idN > 0 {
+			w.outs = append(w.outs, outQ{})
+			w.outs[len(w.outs)-1] = outQ{ps: w.idPort, frames: append(w.takeQueue(w.idPort), w.in[:w.idN]...)}
+		}
+	}
+	w.enqueueQueued(ps, f)
+}
+
+// takeQueue removes and returns the (empty) queue kept for ps, so its
+// capacity is reused.
+func (w *worker) takeQueue(ps *portState) []tap.Frame {
+	for i := range w.outs {
+		if w.outs[i].ps == ps && len(w.outs[i].frames) == 0 {
+			q := w.outs[i].frames
+			w.outs[i].ps = nil
+			return q
+		}
+	}
+	return nil
+}
+
+func (w *worker) enqueueQueued(ps *portState, f *tap.Frame) {
 	for i := range w.outs {
 		if w.outs[i].ps == ps {
 			w.outs[i].frames = append(w.outs[i].frames, *f)
@@ -481,6 +530,17 @@ func (w *worker) enqueue(ps *portState, f *tap.Frame) {
 // flush writes every queued batch to its port. A port's writes are
 // serialized by its own lock; there is no global lock.
 func (w *worker) flush() {
+	if w.idOK && w.idN > 0 {
+		ps := w.idPort
+		ps.wmu.Lock()
+		n, err := ps.p.Write(w.in[:w.idN])
+		ps.wmu.Unlock()
+		ps.c.forwarded.Add(uint64(n))
+		if err != nil || n < w.idN {
+			ps.c.drops[packet.ReasonPortDown].Add(uint64(w.idN - n))
+		}
+	}
+	w.in, w.idPort, w.idN, w.idOK = nil, nil, 0, false
 	for i := range w.outs {
 		q := &w.outs[i]
 		if len(q.frames) == 0 {
@@ -500,7 +560,7 @@ func (w *worker) flush() {
 	// ports that were idle, so a removed port is not kept alive forever.
 	j := 0
 	for i := range w.outs {
-		if cap(w.outs[i].frames) > 0 && w.outs[i].ps.up.Load() {
+		if w.outs[i].ps != nil && cap(w.outs[i].frames) > 0 && w.outs[i].ps.up.Load() {
 			w.outs[j] = w.outs[i]
 			j++
 		}
