@@ -118,6 +118,7 @@ type state struct {
 	eipPublic  map[netip.Addr]string // public IP -> allocation
 	eipPrivate map[netip.Addr]string // associated private IP -> allocation
 	specs      map[string]string     // port spec -> instance
+	attachIDs  map[string]string     // attachment id -> record
 
 	// recs is the Records slice of the last published config; recIdx
 	// locates a record in it. A publish copies recs and rewrites only the
@@ -145,6 +146,7 @@ func newState() *state {
 		eipPublic:  map[netip.Addr]string{},
 		eipPrivate: map[netip.Addr]string{},
 		specs:      map[string]string{},
+		attachIDs:  map[string]string{},
 		recIdx:     map[string]int{},
 	}
 }
@@ -164,8 +166,14 @@ func (st *state) indexENI(e *ENI, add bool) {
 		k := slot{a.InstanceID, a.DeviceIndex}
 		if add {
 			st.slots[k] = e.ID
-		} else if st.slots[k] == e.ID {
-			delete(st.slots, k)
+			st.attachIDs[a.ID] = e.ID
+		} else {
+			if st.slots[k] == e.ID {
+				delete(st.slots, k)
+			}
+			if st.attachIDs[a.ID] == e.ID {
+				delete(st.attachIDs, a.ID)
+			}
 		}
 	}
 	if add {

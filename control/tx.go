@@ -186,26 +186,24 @@ func (tx *txn) specOwner(spec string) string {
 }
 
 func (tx *txn) idUsed(id string) bool {
-	return tx.subnet(id) != nil || tx.group(id) != nil || tx.eni(id) != nil || tx.eip(id) != nil ||
-		tx.attachmentUsed(id)
+	return tx.subnet(id) != nil || tx.group(id) != nil || tx.eni(id) != nil || tx.eip(id) != nil
 }
 
 func (tx *txn) attachmentUsed(id string) bool {
-	used := false
-	each(tx.st.enis, tx.enis, func(e *ENI) {
-		if !used {
-			_, a := e.attachment(id)
-			used = a != nil
+	for _, e := range tx.enis {
+		if e != nil {
+			if _, a := e.attachment(id); a != nil {
+				return true
+			}
 		}
-	})
-	return used
+	}
+	owner := tx.st.attachIDs[id]
+	_, changed := tx.enis[owner]
+	return owner != "" && !changed
 }
 
 func (s *Service) id(tx *txn, prefix string) string {
 	if prefix == PrefixAttachment {
-		// Attachment ids are checked against the whole table: O(records)
-		// but only when an attachment is created; the chance of a clash
-		// is 1 in 2^32 per existing attachment.
 		return s.newID(prefix, tx.attachmentUsed)
 	}
 	return s.newID(prefix, tx.idUsed)
