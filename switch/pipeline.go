@@ -118,6 +118,10 @@ func (w *worker) segment(frame []byte) *nat.Seg {
 func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, now uint32) {
 	p := &w.p
 	frame := f.Bytes()
+	if w.isDHCP() {
+		w.dhcp(snap, in, rec, f)
+		return
+	}
 	if rec.sdc && !rec.hasIP(p.Src) {
 		w.drop(packet.ReasonSourceCheck, rec)
 		return
