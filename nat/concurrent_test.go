@@ -26,10 +26,12 @@ func checkInvariants(t *testing.T, tb *Table, now uint32, owners int, budget int
 	tb.Flows(0, now, func(fi FlowInfo) bool {
 		listed++
 		perOwner[fi.Owner]++
-		if fi.PAT && fi.Reply.Dst == pub {
+		if fi.PAT {
+			// Outbound: the reply comes back to the mapping.
 			m := mkey{fi.Proto, fi.Reply.Dst, fi.Reply.DPort}
 			ep := Tuple{Src: fi.Orig.Src, SPort: fi.Orig.SPort}
-			if fi.Orig.Dst == pub { // an inbound flow through a mapping
+			if fi.Orig.Dst == pub { // inbound, admitted through a mapping
+				m = mkey{fi.Proto, fi.Orig.Dst, fi.Orig.DPort}
 				ep = Tuple{Src: fi.Reply.Src, SPort: fi.Reply.SPort}
 			}
 			if prev, ok := mappings[m]; ok && prev != ep {

@@ -203,6 +203,12 @@ func verifyIP(ip []byte, where string) error {
 		return nil // a fragment: the L4 checksum spans fragments
 	}
 	tl := int(binary.BigEndian.Uint16(ip[2:4]))
+	if tl < hl {
+		if where != "" {
+			return nil // a garbled quote: its header checksum is all there is to check
+		}
+		return fmt.Errorf("total length %d < header length %d", tl, hl)
+	}
 	if tl > len(ip) {
 		return nil // truncated (embedded in an ICMP error): nothing more to check
 	}
