@@ -76,6 +76,16 @@ type portState struct {
 	closed  chan struct{}
 	running bool
 	c       counterSet
+	reopen  func() (tap.Port, error) // nil: the port cannot be reopened
+	downs   atomic.Uint64            // times the port went down
+	reopens atomic.Uint64            // times it was reopened
+}
+
+// port returns the port's current driver (it changes when reopened).
+func (p *portState) port() tap.Port {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	return p.p
 }
 
 func (p *portState) guestMAC() (packet.MAC, bool) {
@@ -189,7 +199,14 @@ func (s *Switch) recordState(id string) (*recordState, error) {
 
 // AddPort registers a port. While the switch is started, a reader runs on
 // it; a port is referred to by its name in Config.
-func (s *Switch) AddPort(p tap.Port) error {
+func (s *Switch) AddPort(p tap.Port) error { return s.AddPortReopen(p, nil) }
+
+// AddPortReopen registers a port that can be reopened: when its device
+// disappears (errors wrapping tap.ErrDeviceGone), the port is marked not
+// operational and reopen is tried with backoff until it succeeds; frames to
+// the port are dropped and counted (port_down) meanwhile. The switch never
+// stops because of one port.
+func (s *Switch) AddPortReopen(p tap.Port, reopen func() (tap.Port, error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	name := p.Name()
@@ -199,7 +216,7 @@ func (s *Switch) AddPort(p tap.Port) error {
 	if _, dup := s.ports[name]; dup {
 		return fmt.Errorf("port %q: already added", name)
 	}
-	ps := &portState{name: name, p: p, id: rand.Uint64(), closed: make(chan struct{})}
+	ps := &portState{name: name, p: p, id: rand.Uint64(), closed: make(chan struct{}), reopen: reopen}
 	ps.up.Store(true)
 	s.ports[name] = ps
 	if s.started {
@@ -221,13 +238,16 @@ func (s *Switch) RemovePort(name string) error {
 	delete(s.ports, name)
 	s.mu.Unlock()
 	ps.up.Store(false)
-	return ps.p.Close()
+	close(ps.closed)
+	return ps.port().Close()
 }
 
 // PortStatus describes a port.
 type PortStatus struct {
 	Name        string   `json:"name"`
 	Operational bool     `json:"operational"`
+	Downs       uint64   `json:"downs"`   // times the port went down
+	Reopens     uint64   `json:"reopens"` // times it was reopened
 	Counters    Counters `json:"counters"`
 }
 
@@ -239,7 +259,7 @@ func (s *Switch) Port(name string) (PortStatus, bool) {
 	if ps == nil {
 		return PortStatus{}, false
 	}
-	return PortStatus{Name: name, Operational: ps.up.Load(), Counters: ps.c.snapshot()}, true
+	return PortStatus{Name: name, Operational: ps.up.Load(), Downs: ps.downs.Load(), Reopens: ps.reopens.Load(), Counters: ps.c.snapshot()}, true
 }
 
 // Start starts a reader on every port.
@@ -268,27 +288,69 @@ func (s *Switch) reader(ps *portState) {
 	defer s.wg.Done()
 	w := newWorker(s)
 	frames := tap.NewFrames(s.o.BatchSize, tap.Headroom+tap.MaxFrame)
+	p := ps.port()
 	for {
-		n, err := ps.p.Read(frames)
+		n, err := p.Read(frames)
 		if n > 0 {
 			w.process(ps, frames[:n])
 		}
-		if err != nil {
-			if errors.Is(err, tap.ErrClosed) {
-				ps.up.Store(false)
-				return
-			}
+		if err == nil {
+			continue
+		}
+		select {
+		case <-ps.closed:
 			ps.up.Store(false)
-			s.log.Warn("port read failed", "port", ps.name, "err", err)
-			select {
-			case <-ps.closed:
+			return
+		default:
+		}
+		if errors.Is(err, tap.ErrClosed) {
+			ps.up.Store(false)
+			return
+		}
+		if ps.up.Swap(false) {
+			ps.downs.Add(1)
+			s.log.Warn("port down", "port", ps.name, "err", err)
+		}
+		if errors.Is(err, tap.ErrDeviceGone) && ps.reopen != nil {
+			if p = s.reopenPort(ps, p); p == nil {
 				return
-			case <-time.After(100 * time.Millisecond):
 			}
 			continue
 		}
-		if !ps.up.Load() {
+		// A passing error: back off a little and read again.
+		select {
+		case <-ps.closed:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		ps.up.Store(true)
+	}
+}
+
+// reopenPort closes a port whose device is gone and reopens it with
+// backoff until it succeeds (it returns the new driver) or the port is
+// removed (it returns nil).
+func (s *Switch) reopenPort(ps *portState, old tap.Port) tap.Port {
+	old.Close()
+	delay := 100 * time.Millisecond
+	for {
+		select {
+		case <-ps.closed:
+			return nil
+		case <-time.After(delay):
+		}
+		np, err := ps.reopen()
+		if err == nil {
+			ps.wmu.Lock()
+			ps.p = np
+			ps.wmu.Unlock()
+			ps.reopens.Add(1)
 			ps.up.Store(true)
+			s.log.Info("port reopened", "port", ps.name)
+			return np
+		}
+		if delay < 2*time.Second {
+			delay *= 2
 		}
 	}
 }
@@ -303,8 +365,12 @@ func (s *Switch) Close() error {
 	s.mu.Unlock()
 	var first error
 	for _, ps := range ports {
-		close(ps.closed)
-		if err := ps.p.Close(); err != nil && first == nil {
+		select {
+		case <-ps.closed:
+		default:
+			close(ps.closed)
+		}
+		if err := ps.port().Close(); err != nil && first == nil {
 			first = err
 		}
 	}
