@@ -125,25 +125,49 @@ func (a *PAT) acquire(pub uint32, proto uint8, priv uint32, port uint16, now uin
 	if c := uint32(port); c >= lo && c <= hi && free(c) {
 		return take(c)
 	}
-	// Then a bounded walk of the same-parity candidates, from a cursor
-	// that moves on so successive searches do not rescan the same run.
-	// Candidates are numbered within the parity class, so the walk never
-	// leaves it, whatever the size of the range.
+	// Then a bounded search of the same-parity candidates. Candidates
+	// are numbered within the parity class, so the search never leaves
+	// it, whatever the size of the range. They are visited with a stride
+	// coprime to their number, from a start that moves on: port
+	// preservation fills long runs of consecutive ports (every guest
+	// picks from the same ephemeral range), and a walk of consecutive
+	// candidates that starts in such a run finds nothing within its
+	// bound while most of the range is free.
 	first := lo + (lo^uint32(port))&1 // lowest port of the range with port's parity
 	if first > hi {
 		return 0, packet.ReasonNoPort4NAT
 	}
 	n := (hi-first)/2 + 1 // ports of that parity in the range
-	start := (uint32(port)*2654435761 + p.nextHi) % n
+	stride := coprimeStride(n)
+	p.nextHi = p.nextHi*1664525 + 1013904223 // LCG: a new start each search
+	start := (uint32(port)*2654435761 ^ p.nextHi) % n
 	for i := uint32(0); i < uint32(a.o.Search) && i < n; i++ {
-		c := first + 2*((start+i)%n)
+		c := first + 2*uint32((uint64(start)+uint64(i)*uint64(stride))%uint64(n))
 		if free(c) {
-			p.nextHi += i + 1
 			return take(c)
 		}
 	}
-	p.nextHi += uint32(a.o.Search)
 	return 0, packet.ReasonNoPort4NAT
+}
+
+// coprimeStride returns a step near n/φ that is coprime to n, so that
+// stepping by it modulo n visits every candidate once before repeating.
+func coprimeStride(n uint32) uint32 {
+	if n <= 2 {
+		return 1
+	}
+	s := uint32(uint64(n)*618034/1000000) | 1
+	for gcd(s, n) != 1 {
+		s += 2
+	}
+	return s % n
+}
+
+func gcd(a, b uint32) uint32 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // ref takes one more reference on the mapping that owns pub:port, for an

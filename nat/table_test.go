@@ -190,6 +190,29 @@ func TestPATParityAndExhaustion(t *testing.T) {
 	}
 }
 
+// TestPATSearchInRuns fills the PAT range as guests do, each picking
+// source ports from the same ephemeral range (32768..60999) so that port
+// preservation leaves one long run of taken ports: the bounded search must
+// still find the free ports outside it.
+func TestPATSearchInRuns(t *testing.T) {
+	tb := NewTable(Options{MaxFlows: 1 << 17})
+	for h := uint32(0); h < 2; h++ {
+		for port := 32768; port <= 60999; port++ {
+			k := tup(udp, privA+h, uint16(port), remote1, 53)
+			v := tb.Create(patSpec(k, 1), nil, t0)
+			if v.Reason != packet.ReasonNone {
+				t.Fatalf("host %d port %d: got %v with %d ports in use of 64512", h, port, v.Reason, tb.PAT.InUse(pub, udp))
+			}
+			if v.To.SPort%2 != uint16(port%2) || v.To.SPort < 1024 {
+				t.Fatalf("host %d port %d: got public port %d", h, port, v.To.SPort)
+			}
+		}
+	}
+	if got := tb.PAT.InUse(pub, udp); got != 2*28232 {
+		t.Errorf("InUse: got %d, want %d", got, 2*28232)
+	}
+}
+
 func TestTCPStates(t *testing.T) {
 	type step struct {
 		dir        Dir
