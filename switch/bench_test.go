@@ -32,7 +32,7 @@ func newBenchWorld(tb testing.TB, n int) *benchWorld {
 	}
 	ip1, ip2 := netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("10.0.0.11")
 	err := sw.Apply(&Config{
-		PublicIP: patIP, Uplink: "uplink",
+		PublicIP: patIP, Uplink: "uplink", UpstreamMAC: macUp,
 		Subnets: []Subnet{{ID: "subnet-0", Prefix: netip.MustParsePrefix("10.0.0.0/24")}},
 		Records: []Record{{ID: "eni-0000000a", Subnet: "subnet-0", IPs: []netip.Addr{ip1, ip2}, MAC: macA,
 			SourceDestCheck: true, PublicIPs: []Association{{Public: eipA, Private: ip1}}, Ports: []string{"vm"}}},
@@ -122,7 +122,7 @@ func BenchmarkNewFlows(b *testing.B) {
 		bw.sw.AddPort(taptest.NewSink(name))
 	}
 	ip2 := netip.MustParseAddr("10.0.0.11")
-	bw.sw.Apply(&Config{PublicIP: patIP, Uplink: "uplink",
+	bw.sw.Apply(&Config{PublicIP: patIP, Uplink: "uplink", UpstreamMAC: macUp,
 		Subnets: []Subnet{{ID: "subnet-0", Prefix: netip.MustParsePrefix("10.0.0.0/16")}},
 		Records: []Record{{ID: "eni-0000000a", Subnet: "subnet-0", IPs: []netip.Addr{ip2}, MAC: macA, Ports: []string{"vm"}}}})
 	tmpl := udpFrame(b, macA, gwMAC, ap(ip2, 1), ap(remote, 1), make([]byte, 22))
@@ -193,7 +193,7 @@ func BenchmarkMemoryPerFlow(b *testing.B) {
 		sw.AddPort(taptest.NewSink("vm"))
 		sw.AddPort(taptest.NewSink("uplink"))
 		ip2 := netip.MustParseAddr("10.0.0.11")
-		sw.Apply(&Config{PublicIP: patIP, Uplink: "uplink",
+		sw.Apply(&Config{PublicIP: patIP, Uplink: "uplink", UpstreamMAC: macUp,
 			Subnets: []Subnet{{ID: "subnet-0", Prefix: netip.MustParsePrefix("10.0.0.0/16")}},
 			Records: []Record{{ID: "eni-0000000a", Subnet: "subnet-0", IPs: []netip.Addr{ip2}, MAC: macA, Ports: []string{"vm"}}}})
 		const n = 1_000_000

@@ -26,8 +26,13 @@ type Config struct {
 	// Uplink is the name of the port that leads to the outside ("" when
 	// there is none).
 	Uplink string
-	// UpstreamMAC is the MAC that frames sent out of the uplink are
-	// addressed to. Nil means broadcast until learned from the uplink.
+	// Upstream is the next hop for destinations outside PublicCIDR. When it
+	// is not set, frames to such destinations go to the MAC of the last
+	// router seen sending from off-link addresses. Destinations inside
+	// PublicCIDR are on-link: roam resolves them with ARP itself.
+	Upstream netip.Addr
+	// UpstreamMAC, when set, is the MAC every frame sent out of the uplink
+	// is addressed to (no resolution at all).
 	UpstreamMAC net.HardwareAddr
 
 	Subnets []Subnet

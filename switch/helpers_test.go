@@ -55,8 +55,9 @@ type world struct {
 
 func baseConfig() Config {
 	return Config{
-		PublicIP: patIP,
-		Uplink:   "uplink",
+		PublicIP:    patIP,
+		Uplink:      "uplink",
+		UpstreamMAC: macUp,
 		Subnets: []Subnet{
 			{ID: "subnet-0", Prefix: netip.MustParsePrefix("10.0.0.0/24")},
 			{ID: "subnet-1", Prefix: netip.MustParsePrefix("10.0.1.0/24")},
@@ -91,6 +92,11 @@ func newWorld(t *testing.T, o Options) *world {
 	}
 	w.cfg = baseConfig()
 	w.apply()
+	// The first Apply announces the public IPs on the uplink; tests start
+	// from quiet ports.
+	for w.ports["uplink"].Pending() > 0 {
+		w.ports["uplink"].Recv(0)
+	}
 	return w
 }
 

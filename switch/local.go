@@ -15,11 +15,18 @@ import (
 func (w *worker) arp(snap *Snapshot, in *portState, rec *recEntry, up bool, f *tap.Frame) {
 	frame := f.Bytes()
 	a := packet.ARP(frame[w.p.L3:])
+	sip, tip := a.SenderIP(), a.TargetIP()
+	if up && (snap.onLink(sip) || sip == snap.upstream) {
+		w.s.nb.set(sip, a.SenderMAC()) // neighbors announce themselves in every ARP
+	}
 	if a.Op() != packet.ARPRequest {
+		if up && a.Op() == packet.ARPReply {
+			w.bc.local++ // an answer to roam's own request
+			return
+		}
 		w.drop(packet.ReasonARPIgnored, rec)
 		return
 	}
-	sip, tip := a.SenderIP(), a.TargetIP()
 	var answer packet.MAC
 	switch {
 	case up:

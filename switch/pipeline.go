@@ -1,8 +1,6 @@
 package vswitch
 
 import (
-	"encoding/binary"
-
 	"roam/internal/packet"
 	"roam/nat"
 	"roam/tap"
@@ -93,8 +91,8 @@ func (w *worker) one(snap *Snapshot, in *portState, rec *recEntry, up bool, f *t
 			return
 		}
 		in.learn(packet.Ethernet(frame).Src())
-	} else if !snap.upMACSet {
-		w.s.learnUpstream(packet.Ethernet(frame).Src())
+	} else {
+		w.s.nb.learnFrame(snap, p, packet.Ethernet(frame).Src())
 	}
 	if p.EthType == packet.EtherTypeARP {
 		w.arp(snap, in, rec, up, f)
@@ -360,7 +358,7 @@ func (w *worker) icmpError(snap *Snapshot, in *portState, rec *recEntry, f *tap.
 	if crossing {
 		packet.IPv4(frame[p.L3:]).DecTTL()
 	}
-	w.deliver(snap, ps, d, rec, f, true)
+	w.deliver(snap, ps, d, rec, f, v.To.Dst, true)
 }
 
 // resolve finds where a packet to dst goes: a record's port, or the uplink.
@@ -450,7 +448,7 @@ func (w *worker) forward(snap *Snapshot, in *portState, from *recEntry, f *tap.F
 	if p.Frag == packet.FirstFragment {
 		w.fragVerdict(snap, in, from, f, v, now)
 	}
-	w.deliver(snap, ps, d, from, f, to != k)
+	w.deliver(snap, ps, d, from, f, to.Dst, to != k)
 }
 
 func (w *worker) mtu(snap *Snapshot, d *recEntry) int {
@@ -461,7 +459,7 @@ func (w *worker) mtu(snap *Snapshot, d *recEntry) int {
 }
 
 // deliver sets the frame's MACs for its destination port and queues it.
-func (w *worker) deliver(snap *Snapshot, ps *portState, d, from *recEntry, f *tap.Frame, translated bool) {
+func (w *worker) deliver(snap *Snapshot, ps *portState, d, from *recEntry, f *tap.Frame, dst uint32, translated bool) {
 	if !ps.up.Load() {
 		w.drop(packet.ReasonPortDown, d)
 		return
@@ -482,7 +480,13 @@ func (w *worker) deliver(snap *Snapshot, ps *portState, d, from *recEntry, f *ta
 		w.tally.pin++
 		w.tally.bin += uint64(f.Len)
 	} else {
-		eth.SetDst(w.s.upstreamMAC(snap))
+		mac, ok := w.s.nb.nextHop(snap, dst)
+		if !ok {
+			w.drop(packet.ReasonNoNeighbor, nil)
+			w.resolveNeighbor(snap, dst)
+			return
+		}
+		eth.SetDst(mac)
 		eth.SetSrc(snap.gwMAC)
 	}
 	w.bc.forwarded++
@@ -625,7 +629,7 @@ func (w *worker) forwardFragment(snap *Snapshot, in *portState, rec *recEntry, f
 		w.tally.pout++
 		w.tally.bout += uint64(f.Len)
 	}
-	w.deliver(snap, ps, d, rec, f, k != to)
+	w.deliver(snap, ps, d, rec, f, ndst, k != to)
 }
 
 // fragVerdict records a first fragment's verdict for the rest of its
@@ -661,30 +665,4 @@ func (w *worker) fragVerdict(snap *Snapshot, in *portState, rec *recEntry, f *ta
 		w.forwardFragment(snap, in, rec, x, v.To.Src, v.To.Dst)
 	})
 	*p = saved
-}
-
-// learnUpstream remembers the MAC of the uplink's peer, when the config
-// does not name one.
-func (s *Switch) learnUpstream(m packet.MAC) {
-	var v uint64 = 1 << 48
-	for i := 0; i < 6; i++ {
-		v |= uint64(m[i]) << (8 * (5 - i))
-	}
-	if s.upMAC.Load() != v && !m.IsMulticast() {
-		s.upMAC.Store(v)
-	}
-}
-
-func (s *Switch) upstreamMAC(snap *Snapshot) packet.MAC {
-	if snap.upMACSet {
-		return snap.upMAC
-	}
-	v := s.upMAC.Load()
-	if v == 0 {
-		return packet.Broadcast
-	}
-	var m packet.MAC
-	binary.BigEndian.PutUint16(m[0:2], uint16(v>>32))
-	binary.BigEndian.PutUint32(m[2:6], uint32(v))
-	return m
 }

@@ -42,7 +42,7 @@ func TestReassignUnderLoad(t *testing.T) {
 	}
 	cfg := func(port string) *Config {
 		return &Config{
-			PublicIP: patIP, Uplink: "uplink",
+			PublicIP: patIP, Uplink: "uplink", UpstreamMAC: macUp,
 			Subnets: []Subnet{{ID: "subnet-0", Prefix: netip.MustParsePrefix("10.0.0.0/24")}},
 			Records: []Record{{ID: "eni-0000000a", Subnet: "subnet-0", IPs: []netip.Addr{ip1, ip2}, MAC: macA,
 				SourceDestCheck: true, PublicIPs: []Association{{Public: eip, Private: ip1}}, Ports: []string{port}}},

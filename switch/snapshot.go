@@ -23,6 +23,10 @@ type Snapshot struct {
 	uplink    *portState
 	upMAC     packet.MAC
 	upMACSet  bool
+	upstream  uint32 // next hop for off-link destinations (0: learned router)
+	pubNet    uint32 // PublicCIDR, on-link on the uplink
+	pubMask   uint32
+	hasPubNet bool
 	subnets   []subnetEntry
 	ports     map[*portState]*recEntry // VM ports and the record attached to each
 	private   map[uint32]*recEntry     // private IP -> record
@@ -146,6 +150,19 @@ func compile(cfg *Config, ports map[string]*portState, state func(id string) *re
 			return nil, cfgErr("public_ip", cfg.PublicIP, "want an IPv4 address")
 		}
 		s.publicIP = packet.AddrFrom(cfg.PublicIP)
+	}
+	if cfg.Upstream.IsValid() {
+		if !cfg.Upstream.Is4() {
+			return nil, cfgErr("upstream", cfg.Upstream, "want an IPv4 address")
+		}
+		s.upstream = packet.AddrFrom(cfg.Upstream)
+	}
+	if cfg.PublicCIDR.IsValid() {
+		if !cfg.PublicCIDR.Addr().Is4() {
+			return nil, cfgErr("public_cidr", cfg.PublicCIDR, "want an IPv4 prefix")
+		}
+		p := cfg.PublicCIDR.Masked()
+		s.pubNet, s.pubMask, s.hasPubNet = packet.AddrFrom(p.Addr()), maskOf(p.Bits()), true
 	}
 	if len(cfg.UpstreamMAC) == 6 {
 		s.upMAC, s.upMACSet = macOf(cfg.UpstreamMAC), true
@@ -351,6 +368,21 @@ func (s *Snapshot) route(a uint32) *recEntry {
 		}
 	}
 	return nil
+}
+
+// onLink reports whether a is on the uplink's own network.
+func (s *Snapshot) onLink(a uint32) bool { return s.hasPubNet && a&s.pubMask == s.pubNet }
+
+// publicAddrs returns every public address roam answers for.
+func (s *Snapshot) publicAddrs() []uint32 {
+	var out []uint32
+	if s.publicIP != 0 {
+		out = append(out, s.publicIP)
+	}
+	for a := range s.public {
+		out = append(out, a)
+	}
+	return out
 }
 
 // isPublic reports whether a is one of the gateway's public addresses.

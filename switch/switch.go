@@ -46,7 +46,7 @@ type Switch struct {
 	frags  *nat.Frags
 	c      counterSet
 	budget int32
-	upMAC  atomic.Uint64 // learned uplink peer MAC (+1<<48 when set)
+	nb     neighbors
 
 	mu       sync.Mutex // guards ports, records, started, applyMu ordering
 	applyMu  sync.Mutex // serializes Apply
@@ -178,7 +178,8 @@ func (s *Switch) Apply(cfg *Config) error {
 	if slotErr != nil {
 		return slotErr
 	}
-	s.snap.Store(snap)
+	prev := s.snap.Swap(snap)
+	s.announce(prev, snap)
 	return nil
 }
 

@@ -45,6 +45,7 @@ const (
 	ReasonICMPNoFlow   // an ICMP error for no tracked flow
 	ReasonNoPublicIP   // the record has no way out (no public IP and no PAT address)
 	ReasonNATConflict  // the translated tuple is already taken by another flow
+	ReasonNoNeighbor   // the uplink next hop's MAC is not resolved yet (an ARP request went out)
 	NumReasons
 )
 
@@ -85,6 +86,7 @@ var reasonNames = [NumReasons]string{
 	ReasonICMPNoFlow:    "icmp_no_flow",
 	ReasonNoPublicIP:    "no_public_ip",
 	ReasonNATConflict:   "nat_conflict",
+	ReasonNoNeighbor:    "neighbor_unresolved",
 }
 
 // String returns the reason's snake_case name, as counters and metrics show it.
