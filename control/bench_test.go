@@ -42,7 +42,9 @@ var benchPorts = PortFactoryFunc(func(spec string) (tap.Port, error) { return ta
 func seed(b testing.TB, store Store, n int) (hot string) {
 	now := time.Now().UTC()
 	var muts []Mutation
-	put := func(bucket, key string, v any) { muts = append(muts, Mutation{Bucket: bucket, Key: key, Value: marshalStored(v)}) }
+	put := func(bucket, key string, v any) {
+		muts = append(muts, Mutation{Bucket: bucket, Key: key, Value: marshalStored(v)})
+	}
 	sn := &Subnet{ID: "subnet-0000beef", CIDR: netip.MustParsePrefix("10.0.0.0/16"), Gateway: netip.MustParseAddr("10.0.0.1"), MTU: 1500, CreatedAt: now}
 	put(bucketSubnets, sn.ID, sn)
 	for _, name := range []string{"vmA", "vmB", "vmC"} {
