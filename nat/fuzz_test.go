@@ -77,7 +77,14 @@ func FuzzRewrite(f *testing.F) {
 					}
 				}
 			}
-			Rewrite(frame, &p, k, to, false)
+			if dport&0x8000 != 0 {
+				RewriteTTL(frame, &p, k, to, false)
+				if got := packet.IPv4(frame[p.L3:]).TTL(); got != p.TTL-1 {
+					t.Errorf("TTL: got %d, want %d", got, p.TTL-1)
+				}
+			} else {
+				Rewrite(frame, &p, k, to, false)
+			}
 		}
 		var q packet.Parsed
 		if r := packet.Parse(frame, &q); r != packet.ReasonNone {

@@ -58,20 +58,33 @@ func TestRewrite(t *testing.T) {
 		{"nothing to change", tup(udp, privA, 1, remote1, 2), tup(udp, privA, 1, remote1, 2), nil},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s, w := spec(tc.k, payload), spec(tc.to, payload)
-			if tc.mod != nil {
-				tc.mod(&s)
-				tc.mod(&w)
+		for _, ttl := range []bool{false, true} {
+			name := tc.name
+			if ttl {
+				name += " with TTL"
 			}
-			f, want := packettest.Frame(s), packettest.Frame(w)
-			p := parse(t, f)
-			if k := TupleOf(p); k != tc.k {
-				t.Fatalf("TupleOf: got %v, want %v", k, tc.k)
-			}
-			Rewrite(f, p, tc.k, tc.to, false)
-			diff(t, "rewritten", f, want)
-		})
+			t.Run(name, func(t *testing.T) {
+				s, w := spec(tc.k, payload), spec(tc.to, payload)
+				if tc.mod != nil {
+					tc.mod(&s)
+					tc.mod(&w)
+				}
+				if ttl {
+					w.TTL = 63
+				}
+				f, want := packettest.Frame(s), packettest.Frame(w)
+				p := parse(t, f)
+				if k := TupleOf(p); k != tc.k {
+					t.Fatalf("TupleOf: got %v, want %v", k, tc.k)
+				}
+				if ttl {
+					RewriteTTL(f, p, tc.k, tc.to, false)
+				} else {
+					Rewrite(f, p, tc.k, tc.to, false)
+				}
+				diff(t, "rewritten", f, want)
+			})
+		}
 	}
 }
 
