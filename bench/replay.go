@@ -310,7 +310,9 @@ func (r *Replayer) plan() error {
 	}
 	slices.Sort(ips)
 
-	cfg := &vswitch.Config{PublicIP: r.o.PublicIP, Uplink: UplinkPort}
+	// The replay does not model the upstream router's ARP: every frame out
+	// of the uplink goes to UpstreamMAC.
+	cfg := &vswitch.Config{PublicIP: r.o.PublicIP, Uplink: UplinkPort, UpstreamMAC: net.HardwareAddr(RouterMAC[:])}
 	if r.o.OneToOne {
 		cfg.PublicCIDR = r.o.EIPPool
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -319,4 +320,38 @@ func TestReportJSON(t *testing.T) {
 	if !strings.Contains(b.String(), "total") || !strings.Contains(b.String(), "forwarded") {
 		t.Errorf("table lacks the total column or the verdicts:\n%s", b.String())
 	}
+}
+
+// FuzzReplay loads arbitrary bytes as a capture and replays what loads,
+// with PAT and 1:1 NAT: no panic, every packet gets a verdict, conntrack
+// stays within its limit.
+func FuzzReplay(f *testing.F) {
+	if b, err := os.ReadFile(filepath.Join("..", "testdata", "gen_established.pcap")); err == nil {
+		f.Add(b[:min(len(b), 3000)])
+	}
+	matches, _ := filepath.Glob(filepath.Join("..", "..", "shared", "pcaps", "*", "*.pcap*"))
+	for _, m := range matches {
+		if b, err := os.ReadFile(m); err == nil && len(b) < 4096 {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Read("fuzz", data)
+		if err != nil || len(c.Packets) > 500 {
+			return
+		}
+		for _, one := range []bool{false, true} {
+			res, err := Replay(c, ReplayOptions{OneToOne: one, MaxFlows: 64, Loop: 2})
+			if err != nil {
+				if strings.Contains(err.Error(), "EIP pool") {
+					continue
+				}
+				t.Fatal(err)
+			}
+			checkVerdicts(t, res)
+			if res.Flows > 64 {
+				t.Fatalf("%d flows, limit 64", res.Flows)
+			}
+		}
+	})
 }
