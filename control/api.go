@@ -465,6 +465,9 @@ type Dump struct {
 	Instances      []*Instance `json:"instances"`
 	ENIs           []*ENI      `json:"enis"`
 	EIPs           []*Address  `json:"eips"`
+	// Problems lists violated invariants; empty when the state is
+	// consistent (it always should be).
+	Problems []string `json:"problems,omitempty"`
 }
 
 // Dump returns the whole committed state, every list by id.
@@ -472,7 +475,7 @@ func (s *Service) Dump() *Dump {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	v := s.st.view()
-	d := &Dump{Gen: s.st.gen}
+	d := &Dump{Gen: s.st.gen, Problems: s.st.check()}
 	for _, x := range sortedValues(s.st.subnets) {
 		d.Subnets = append(d.Subnets, x.clone())
 	}

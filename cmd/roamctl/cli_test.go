@@ -194,7 +194,9 @@ func TestCLI(t *testing.T) {
 				expect(t, m, "db", "description")
 			})},
 		{name: "eni grant", args: args("eni", "grant", "$eni", "--uid", "1234", "--permission", "attach"),
-			check: capture("", func(t *testing.T, v map[string]string, m map[string]any) { expect(t, m, []any{float64(1234)}, "permissions", "attachers") })},
+			check: capture("", func(t *testing.T, v map[string]string, m map[string]any) {
+				expect(t, m, []any{float64(1234)}, "permissions", "attachers")
+			})},
 		{name: "eni revoke", args: args("eni", "revoke", "$eni", "--user", "1234", "--permission", "attach")},
 		{name: "eni grant bad permission", args: args("eni", "grant", "$eni", "--uid", "1", "--permission", "fly"), want: "InvalidParameter"},
 		{name: "eip allocate", args: args("eip", "allocate"), check: capture("eip", func(t *testing.T, v map[string]string, m map[string]any) {
