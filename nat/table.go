@@ -300,6 +300,14 @@ func (v *Verdict) Translated(k Tuple) bool { return v.To != k }
 // When no flow matches, it returns a Verdict with Found false and changes
 // nothing. seg is the packet's TCP segment info (nil for other protocols).
 // Track never allocates.
+//
+// A flow that expired but was not swept yet is started again, with the
+// same translation, by a packet in its original direction (one that could
+// start a TCP flow). A packet in its reply direction finds it gone: Track
+// removes it (releasing its PAT mapping) and returns Found false with
+// ReasonNone, so the caller decides as for any first packet: through PAT
+// that is unsolicited (the mapping timed out), while a record with a 1:1
+// public IP may well start a new flow the other way.
 func (t *Table) Track(k Tuple, seg *Seg, now uint32) Verdict {
 	var v Verdict
 	t.TrackInto(k, seg, now, &v)
@@ -330,6 +338,39 @@ func (t *Table) TrackInto(k Tuple, seg *Seg, now uint32, v *Verdict) {
 	}
 	t.updateLocked(x.flow(ref), ref, dir, seg, now, v)
 	x.mu.Unlock()
+	if !v.Found && v.Reason == packet.ReasonUnsolicited {
+		// A reply to an expired flow (the only way updateLocked says
+		// so): the flow is dead, remove it.
+		t.dropExpired(k, now)
+		*v = Verdict{}
+	}
+}
+
+// dropExpired removes the flow that tuple k belongs to if it has expired,
+// and reports whether it did.
+func (t *Table) dropExpired(k Tuple, now uint32) bool {
+	h := k.hash(t.seed)
+	x := t.shardOf(h)
+	x.mu.Lock()
+	ref, _, ok := t.findLocked(x, k, h)
+	if !ok {
+		x.mu.Unlock()
+		return false
+	}
+	// The flow's tuples are immutable while x indexes it.
+	f := t.flowAt(ref)
+	tu := f.t
+	x.mu.Unlock()
+	ho, hr := tu[Orig].hash(t.seed), tu[Reply].hash(t.seed)
+	so, sr := t.shardOf(ho), t.shardOf(hr)
+	lockPair(so, sr)
+	defer unlockPair(so, sr)
+	if f.expires == 0 || f.expires >= now || f.t != tu {
+		return false
+	}
+	t.deleteLocked(so, sr, ref, ho, hr)
+	t.Counters.Expired.Add(1)
+	return true
 }
 
 // Peek returns the translation of a packet with tuple k without updating
@@ -471,6 +512,13 @@ func (t *Table) Create(sp *Spec, seg *Seg, now uint32) Verdict {
 	}
 	t.advance(now)
 	v := t.create(sp, to, seg, now)
+	if (v.Reason == packet.ReasonNATConflict && t.dropExpired(to.Reverse(), now)) ||
+		(v.Reason == packet.ReasonUnsolicited && t.dropExpired(sp.Orig, now)) {
+		// The tuple is taken by a flow that expired but was not swept
+		// yet (or sp.Orig is the reply of one): it is dead, and was
+		// removed; try again.
+		v = t.create(sp, to, seg, now)
+	}
 	if v.Reason == packet.ReasonTableFull && t.reclaimAt.Swap(now) != now {
 		// Full, and create could only reclaim expired flows of its own
 		// two shards: sweep the others (bounded, at most once a

@@ -437,11 +437,14 @@ func TestTimeouts(t *testing.T) {
 					if v := probe(Reply, t0+tc.timeout); !v.Found || v.Reason != packet.ReasonNone {
 						t.Fatalf("reply at timeout %d: got %+v, want found", tc.timeout, v)
 					}
+					v = probe(Reply, t0+tc.timeout+1<<16)
+					if v.Found || v.Reason != packet.ReasonNone {
+						t.Errorf("reply after timeout: got found %v reason %v, want not found, none", v.Found, v.Reason)
+					}
+					if tb.Len() != 0 || tb.PAT.InUse(pub, tc.k.Proto) != 0 {
+						t.Errorf("reply after timeout: Len %d, PAT InUse %d, want the dead flow removed", tb.Len(), tb.PAT.InUse(pub, tc.k.Proto))
+					}
 					continue
-				}
-				v = probe(Reply, t0+tc.timeout+1)
-				if v.Found || v.Reason != packet.ReasonUnsolicited {
-					t.Errorf("reply after timeout: got found %v reason %v, want unsolicited", v.Found, v.Reason)
 				}
 				v = probe(Orig, t0+tc.timeout+1)
 				if !v.Found || !v.New || v.Reason != packet.ReasonNone || v.To.Reverse() != r {
@@ -455,6 +458,39 @@ func TestTimeouts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestExpiredReplyStartsNewFlow: a record with a 1:1 public IP whose
+// inbound flow expired (not swept yet) sends to the same remote endpoint:
+// the dead flow must not get in the way of the new outbound one.
+func TestExpiredReplyStartsNewFlow(t *testing.T) {
+	tb := NewTable(Options{})
+	in := natSpec(tup(udp, remote1, 1234, eip, 53), tup(udp, remote1, 1234, privC, 53), 3)
+	mustCreate(t, tb, in, nil, t0)
+	late := t0 + uint32(DefaultTimeouts().UDP/time.Second) + 1
+	out := natSpec(tup(udp, privC, 53, remote1, 1234), tup(udp, eip, 53, remote1, 1234), 3)
+	if v := tb.Track(out.Orig, nil, late); v.Found || v.Reason != packet.ReasonNone {
+		t.Fatalf("Track: got %+v, want not found, none", v)
+	}
+	v := mustCreate(t, tb, out, nil, late)
+	if v.To != out.To || tb.Len() != 1 || tb.OwnerLen(3) != 1 {
+		t.Errorf("Create: To %v Len %d OwnerLen %d, want %v 1 1", v.To, tb.Len(), tb.OwnerLen(3), out.To)
+	}
+	// Create without Track first, and a conflict on the translated tuple:
+	// the public IP moved to another record while the old flow is dead
+	// but not swept.
+	old := natSpec(tup(udp, privA, 5000, remote2, 53), tup(udp, eip2, 5000, remote2, 53), 1)
+	mustCreate(t, tb, old, nil, t0)
+	moved := natSpec(tup(udp, privB, 5000, remote2, 53), tup(udp, eip2, 5000, remote2, 53), 2)
+	if v := tb.Create(moved, nil, t0+1); v.Reason != packet.ReasonNATConflict {
+		t.Errorf("live conflict: got %v, want nat_conflict", v.Reason)
+	}
+	if v := tb.Create(moved, nil, late); v.Reason != packet.ReasonNone || !v.New {
+		t.Errorf("conflict with a dead flow: got %+v, want created", v)
+	}
+	if tb.OwnerLen(1) != 0 || tb.OwnerLen(2) != 1 {
+		t.Errorf("OwnerLen 1, 2: got %d %d, want 0 1", tb.OwnerLen(1), tb.OwnerLen(2))
 	}
 }
 
