@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== roam: replaying testdata/gen_established.pcap through the switch, NAT and conntrack"
-bin/roambench replay --inside 10.0.0.0/8 --public-ip 203.0.113.1 testdata/gen_established.pcap
+bin/roambench replay --inside 10.0.0.0/8 --public-ip 203.0.113.1 --loop 200 testdata/gen_established.pcap
