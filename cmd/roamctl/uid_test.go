@@ -43,7 +43,9 @@ func TestPrivilegedTwoUIDs(t *testing.T) {
 		{"nobody may not move it by ip", nobody, func() []string { return []string{"ip", "reassign", "10.3.0.2", "--instance", "vm2"} }, "Unauthorized"},
 		{"nobody may not create subnets", nobody, func() []string { return []string{"subnet", "create", "10.4.0.0/24"} }, "Unauthorized"},
 		{"nobody may not grant", nobody, func() []string { return []string{"eni", "grant", rootENI, "--user", "nobody", "--permission", "owner"} }, "Unauthorized"},
-		{"root grants attach", 0, func() []string { return []string{"eni", "grant", rootENI, "--user", "nobody", "--permission", "attach"} }, ""},
+		{"root grants attach", 0, func() []string {
+			return []string{"eni", "grant", rootENI, "--user", "nobody", "--permission", "attach"}
+		}, ""},
 		{"attach alone does not allow a move", nobody, func() []string { return []string{"eni", "reassign", rootENI, "--instance", "vm2"} }, "Unauthorized"},
 		{"root grants detach", 0, func() []string { return []string{"eni", "grant", rootENI, "--uid", "65534", "--permission", "detach"} }, ""},
 		{"nobody moves root's record", nobody, func() []string { return []string{"eni", "reassign", rootENI, "--instance", "vm2"} }, ""},
