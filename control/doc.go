@@ -1,0 +1,153 @@
+// Package control is roam's network interface virtualization service: the
+// records (ENIs) and every other object (subnets, security groups,
+// instances and their ports, attachments, public IPs), their validation and
+// authorization, the embedded store, the audit log, the HTTP/JSON API on a
+// unix socket, and the publication of each new state to the data path.
+//
+// # Transactions
+//
+// Every mutating operation is one transaction (see update in tx.go):
+//
+//	validate  -> authorization, existence, subnet, conflicts, port operational
+//	persist   -> one bbolt transaction: the changed objects, the generation, an audit event
+//	publish   -> ONE new vswitch.Config built from the whole state (Switch.Apply)
+//	install   -> the in-memory state and its indexes
+//
+// A refusal at any step changes nothing anywhere: validation stages changes
+// in a txn overlay that is dropped; a failed commit undoes side effects
+// (ports opened for a new instance are closed); when the data path refuses
+// the config after the commit, the store is rolled back with a second
+// transaction that writes the previous values back (the audit log keeps both
+// the attempt and the rollback, with result DataPathRefused). Refusals are
+// audited with their error code. Operations are serializable: one writer
+// at a time holds Service.mu from validation to installation; reads hold it
+// for reading. Lock order: Service.mu, then the store's and the switch's own
+// locks.
+//
+// A reassign (by record or by private IP) moves the attachment — same
+// attachment id, same DeleteOnTermination — to the target instance in the
+// same transaction, so the published config changes the record's
+// Record.Ports in one step: there is no config in which its IPs have no
+// owner, and the record keeps its IPs, MAC, public IPs, groups and every
+// tracked flow (conntrack is keyed by addresses, never by ports). A reassign
+// of an unattached record attaches it. Reassign by private IP moves the
+// record that holds the IP (primary or secondary); when none does, it
+// creates a record with that IP as primary in the subnet that contains it,
+// owned by the caller, and attaches it, in one transaction.
+//
+// The published Records slice is a copy of the previous one in which only
+// the records the operation touched are rebuilt, so the control plane's
+// cost does not depend on the number of flows and depends on the number of
+// records only through a memory copy.
+//
+// # Restart
+//
+// Open loads the store, reopens the uplink and every instance's ports
+// through the PortFactory and republishes. A bbolt commit is atomic and
+// durable when it returns, so after kill -9 at any moment the restored state
+// is exactly the last committed one (an operation in flight is either wholly
+// there or not at all). A port that cannot be reopened is "down": records
+// attached to it stay attached but carry no port in the data path, attaching
+// to it is refused, detaching from it needs force.
+//
+// # Authorization
+//
+// The caller is the uid of the connecting process, read with SO_PEERCRED
+// when the connection is accepted. Uid 0 is the administrator and may do
+// everything. Other uids:
+//
+//	subnets, security groups, rules, public IP allocate/release   root only
+//	instance create                                                 anyone; the caller owns it
+//	instance terminate                                              root or the instance's owner
+//	record create, ip reassign that creates a record                anyone; the caller owns the record
+//	record delete, modify, grant, revoke                            owners
+//	attach                                                          owners and attachers
+//	detach                                                          owners and detachers
+//	reassign (record or IP)                                         owners, or uids that are both attachers and detachers
+//	assign-ip, unassign-ip, eip associate/disassociate              owners and IP setters (of every record involved)
+//	conntrack flush                                                 root (all) or the record's owners
+//	capture                                                         root
+//	reads (list, show, events, stats, conntrack list)               anyone who can connect
+//
+// The socket is created with mode 0660 and, when the group named by
+// --socket-group (default "roam") exists, that group: root and the group's
+// members can connect, no one else can. Without the group only root can.
+// Add users to the group with "usermod -aG roam USER".
+//
+// # Errors
+//
+// Every failure is an *Error with a stable Code (InvalidParameter,
+// InvalidSubnet, AddressInUse, NotFound, Unauthorized, IncorrectState,
+// DependencyViolation, AddressLimitExceeded, DataPathRefused,
+// InternalError) and a Message naming the field and the value. errors.Is
+// matches the Err* sentinel of the code. Over the API an error is the body
+// {"error": {"code": "...", "message": "..."}} with a 4xx/5xx status; roamctl
+// prints it as is with --output json (connection failures use the code
+// ConnectionFailed) and exits 1.
+//
+// # JSON shape
+//
+// Keys are snake_case; every object has an "id" (an instance's id is its
+// name); addresses are strings ("10.0.0.5", "10.0.0.0/24"); times are RFC
+// 3339 UTC; lists are never null. Scripts may rely on these keys; new keys
+// may be added.
+//
+//	subnet     {id: "subnet-1a2b3c4d", cidr, gateway, mtu, dns: [], description, tags: {}, created_at}
+//	group      {id: "sg-…", name, description, ingress: [rule], egress: [rule], created_at}
+//	rule       {id: "sgr-…", direction: "ingress"|"egress", protocol: "all"|"tcp"|"udp"|"icmp"|"N",
+//	            from_port, to_port, cidr?, group_id?}
+//	           (tcp/udp: destination port range; icmp: type and code, -1 = any)
+//	instance   {id: NAME, name, owner: UID, created_at, attachments: ["attach-…"],
+//	            ports: [{device_index, spec, name, status: "up"|"down", error?, attachment_id?, eni_id?}]}
+//	eni        {id: "eni-…", subnet_id, private_ip, private_ips: [primary, secondaries…], mac,
+//	            security_groups: [], source_dest_check, description, tags: {},
+//	            status: "available"|"in-use", attachments: [attachment], associations: [association],
+//	            permissions: {owners: [UID], attachers: [], detachers: [], ip_setters: []},
+//	            flow_budget, created_at}
+//	attachment {id: "attach-…", instance_id, device_index, port: SPEC, delete_on_termination,
+//	            status: "attached", attached_at}
+//	association {allocation_id: "eipalloc-…", public_ip, private_ip}
+//	eip        {id: "eipalloc-…", public_ip, eni_id?, private_ip?, created_at}
+//	event      {id: N, time, uid, operation, target, result: "ok"|CODE, message?}
+//	flow       {proto, orig_src, orig_dst, reply_src, reply_dst, state, eni_id, expires}
+//	stats      {id: "global"|ENI, packets, packets_in, packets_out, bytes_in, bytes_out,
+//	            forwarded, translations, flows, flow_limit?, drops: {reason: n}}
+//	flush      {id: "all"|ENI, flushed: n}
+//	state      {gen, subnets, security_groups, instances, enis, eips, problems?}   (GET /v1/state)
+//
+// Statuses "attaching" and "detaching" belong to DESIGN.md's vocabulary but
+// are never observed: an attach or a detach is one transaction.
+//
+// # Security group changes
+//
+// Rules and a record's groups are part of the published config. As in AWS,
+// a tracked flow keeps the verdict it got when it started; a change applies
+// to new flows (flush a record's conntrack to re-evaluate its flows).
+//
+// # API
+//
+//	GET    /v1/subnets | /v1/subnets/{id}        POST /v1/subnets          DELETE /v1/subnets/{id}
+//	GET    /v1/security-groups[/{id|name}]        POST /v1/security-groups  DELETE /v1/security-groups/{id}
+//	POST   /v1/security-groups/{id}/rules         DELETE /v1/security-groups/{id}/rules/{rule}
+//	GET    /v1/instances[/{name}]                 POST /v1/instances        DELETE /v1/instances/{name}
+//	GET    /v1/enis?instance_id=&subnet_id=&private_ip=&public_ip=&status=&group=
+//	GET    /v1/enis/{id}   POST /v1/enis   PATCH /v1/enis/{id}   DELETE /v1/enis/{id}
+//	POST   /v1/enis/{id}/attach|detach|reassign|assign-ips|unassign-ips|grant|revoke
+//	POST   /v1/ips/{ip}/reassign
+//	GET    /v1/eips[/{id|ip}]   POST /v1/eips   DELETE /v1/eips/{id|ip}   POST /v1/eips/{id|ip}/associate|disassociate
+//	GET    /v1/events?after=&limit=     GET /v1/state
+//	GET    /v1/conntrack?eni_id=        DELETE /v1/conntrack?eni_id=      GET /v1/stats?eni_id=
+//	GET    /v1/capture?port=&count=     (a pcap stream)
+//
+// Request bodies are the *Input types of this package; unknown fields are
+// refused (InvalidParameter naming the field).
+//
+// # Seams
+//
+// DataPath is what the service publishes to (*vswitch.Switch satisfies it);
+// PortFactory opens the ports that specs name (the daemon's default,
+// MemoryPorts, gives in-memory taptest ports; real drivers come in behind
+// the same interface); Store keeps the state (BoltStore, and MemStore for
+// tests; a shared etcd backend fits the same interface); Inspector and
+// Capturer give the API the data path's tables, counters and frames.
+package control
