@@ -234,9 +234,7 @@ func (g *Generator) size() int {
 
 // TCP flags.
 const (
-	tcpFIN = 0x01
 	tcpSYN = 0x02
-	tcpRST = 0x04
 	tcpPSH = 0x08
 	tcpACK = 0x10
 )

@@ -129,8 +129,11 @@ func Replay(c *Capture, o ReplayOptions) (*Result, error) {
 // Records. A record's MAC is the one the capture shows for its address when
 // that is a unicast MAC no other record has, else MACFromIPv4 of the
 // address. An inside address that is a subnet's network, gateway or
-// broadcast address gets no record (the switch reserves them); its frames
-// enter on the uplink and a note says so.
+// broadcast address (which the switch reserves; captures often have a host
+// on 10.0.0.1 or 192.168.0.1) is renumbered to the highest free address of
+// its subnet in every frame (IPv4 headers, embedded ICMP error headers, ARP),
+// and a note says so; when the subnet has no free address, it gets no
+// record and its frames enter on the uplink.
 //
 // NAT. A capture taken behind the NAT shows inbound packets addressed to
 // private addresses; the replay rewrites them as they reach the gateway:
@@ -334,15 +337,41 @@ func (r *Replayer) plan() error {
 	eip := be32(r.o.EIPPool.Addr().As4())
 	eipLast := eip | ^(^uint32(0) << (32 - r.o.EIPPool.Bits()))
 	pubIP := be32(r.pub)
+	// Hosts on a subnet's reserved addresses (network, gateway, broadcast)
+	// cannot be records: renumber them to free addresses from the top of
+	// their subnet, in every frame.
+	remap := map[uint32]uint32{}
 	for _, ip := range ips {
-		h := hosts[ip]
 		sn := r.insideOf(ip)
-		if s := subnets[sn]; ip == s.net || ip == s.gw || ip == s.bcast {
-			r.notes = append(r.notes, fmt.Sprintf("%s is a reserved address (network, gateway or broadcast) of subnet %s: no record; its frames enter on the uplink",
+		s := subnets[sn]
+		if ip != s.net && ip != s.gw && ip != s.bcast {
+			continue
+		}
+		to := s.bcast - 1
+		for ; to > s.gw && (hosts[to] != nil || to == s.net || to == s.gw); to-- {
+		}
+		if to <= s.gw {
+			r.notes = append(r.notes, fmt.Sprintf("%s is a reserved address (network, gateway or broadcast) of subnet %s, which has no free address for it: no record; its frames enter on the uplink",
 				addrOf(ip), r.o.Inside[sn]))
 			delete(hosts, ip)
 			continue
 		}
+		r.notes = append(r.notes, fmt.Sprintf("%s is a reserved address (network, gateway or broadcast) of subnet %s: renumbered to %s",
+			addrOf(ip), r.o.Inside[sn], addrOf(to)))
+		remap[ip] = to
+		h := hosts[ip]
+		delete(hosts, ip)
+		h.ip = to
+		hosts[to] = h
+	}
+	ips = ips[:0]
+	for ip := range hosts {
+		ips = append(ips, ip)
+	}
+	slices.Sort(ips)
+	for _, ip := range ips {
+		h := hosts[ip]
+		sn := r.insideOf(ip)
 		n := len(r.ports)
 		id := fmt.Sprintf("eni-%08x", n)
 		mac := h.mac
@@ -403,6 +432,13 @@ func (r *Replayer) plan() error {
 		f := a.alloc(len(p.Data))
 		copy(f, p.Data)
 		m := frameMeta{}
+		if len(remap) > 0 {
+			if l3, ok := ipv4Off(f); ok {
+				remapIPv4(f[l3:], remap)
+			} else {
+				remapARP(f, remap)
+			}
+		}
 		if l3, ok := ipv4Off(f); ok {
 			ip := f[l3:]
 			m.l3 = uint16(l3)

@@ -196,15 +196,48 @@ func TestReplayReservedAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 192.168.0.0/28: the hosts .10 to .15 are in, .15 is the broadcast
-	// address, .16 and .17 are outside.
+	// gen_udp.pcap has 8 hosts, 192.168.0.10 to .17, 80 frames each. In
+	// 192.168.0.0/28, .10 to .15 are inside and .15 is the broadcast
+	// address: it is renumbered to .9, the highest free address, and all
+	// six hosts' frames go through with valid checksums; .16 and .17 are
+	// outside hosts, whose frames are not for the gateway.
 	res, err := Replay(c, ReplayOptions{Inside: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/28")}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkVerdicts(t, res)
-	if res.Records != 5 || len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "192.168.0.15 is a reserved address") {
-		t.Errorf("got %d records, notes %q; want 5 and a note about 192.168.0.15", res.Records, res.Notes)
+	if res.Records != 6 || len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "192.168.0.15 is a reserved address") || !strings.Contains(res.Notes[0], "renumbered to 192.168.0.9") {
+		t.Errorf("got %d records, notes %q; want 6 and a note that 192.168.0.15 became 192.168.0.9", res.Records, res.Notes)
+	}
+	if res.Forwarded != 6*80 || res.Verdicts["not_for_us"] != 2*80 {
+		t.Errorf("got verdicts %v, want 480 forwarded and 160 not_for_us", res.Verdicts)
+	}
+	// In 192.168.0.8/29, .9 is the gateway and .15 the broadcast address,
+	// with no free address left for it: no record.
+	res, err = Replay(c, ReplayOptions{Inside: []netip.Prefix{netip.MustParsePrefix("192.168.0.8/29")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVerdicts(t, res)
+	if res.Records != 5 || len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "no free address") {
+		t.Errorf("got %d records, notes %q; want 5 and a note that 192.168.0.15 has no free address", res.Records, res.Notes)
+	}
+}
+
+// TestRemapIPv4 renumbers the addresses of an ICMP error and the packet it
+// quotes, and checks every checksum.
+func TestRemapIPv4(t *testing.T) {
+	p := icmpErrorPacket()
+	m := map[uint32]uint32{0x0a00000a: 0x0a0000fe, 0xc6336401: 0xc63364fe}
+	remapIPv4(p, m)
+	in := p[28:]
+	if checksum(p[:20], 0) != 0 || checksum(p[20:], 0) != 0 || checksum(in[:20], 0) != 0 ||
+		checksum(in[20:30], pseudoSum(in[12:16], in[16:20], protoUDP, 10)) != 0 {
+		t.Fatalf("bad checksum after remap: % x", p)
+	}
+	if [4]byte(p[12:16]) != [4]byte{198, 51, 100, 254} || [4]byte(p[16:20]) != [4]byte{10, 0, 0, 254} ||
+		[4]byte(in[12:16]) != [4]byte{10, 0, 0, 254} || [4]byte(in[16:20]) != [4]byte{198, 51, 100, 254} {
+		t.Fatalf("addresses after remap: % x", p)
 	}
 }
 
@@ -236,29 +269,7 @@ func TestRewriteInbound(t *testing.T) {
 		}
 		return nil
 	})
-	// An ICMP port unreachable from a remote about a UDP datagram that
-	// 10.0.0.10:32768 sent.
-	inner := inbound[0][:28]
-	inner = append(append([]byte{}, inner...), 0, 0)
-	copy(inner[12:16], []byte{10, 0, 0, 10})
-	copy(inner[16:20], []byte{198, 51, 100, 1})
-	inner[9] = protoUDP
-	binary.BigEndian.PutUint16(inner[10:], 0)
-	binary.BigEndian.PutUint16(inner[10:], checksum(inner[:20], 0))
-	binary.BigEndian.PutUint16(inner[20:], 32768)
-	binary.BigEndian.PutUint16(inner[22:], 53)
-	binary.BigEndian.PutUint16(inner[24:], 10)
-	binary.BigEndian.PutUint16(inner[26:], 0)
-	binary.BigEndian.PutUint16(inner[26:], checksum(inner[20:30], pseudoSum(inner[12:16], inner[16:20], protoUDP, 10)))
-	icmp := append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, inner...)
-	binary.BigEndian.PutUint16(icmp[2:], checksum(icmp, 0))
-	ip := make([]byte, 20, 20+len(icmp))
-	ip[0], ip[8], ip[9] = 0x45, 50, protoICMP
-	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(icmp)))
-	copy(ip[12:16], []byte{198, 51, 100, 1})
-	copy(ip[16:20], []byte{10, 0, 0, 10})
-	binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
-	inbound = append(inbound, append(ip, icmp...))
+	inbound = append(inbound, icmpErrorPacket())
 
 	pub := [4]byte{203, 0, 113, 1}
 	for i, p := range inbound {
@@ -354,4 +365,29 @@ func FuzzReplay(f *testing.F) {
 			}
 		}
 	})
+}
+
+// icmpErrorPacket returns an ICMP port unreachable from 198.51.100.1 to
+// 10.0.0.10 about a UDP datagram that 10.0.0.10:32768 sent to
+// 198.51.100.1:53, with valid checksums throughout.
+func icmpErrorPacket() []byte {
+	inner := make([]byte, 30)
+	inner[0], inner[8], inner[9] = 0x45, 64, protoUDP
+	binary.BigEndian.PutUint16(inner[2:], 30)
+	copy(inner[12:16], []byte{10, 0, 0, 10})
+	copy(inner[16:20], []byte{198, 51, 100, 1})
+	binary.BigEndian.PutUint16(inner[10:], checksum(inner[:20], 0))
+	binary.BigEndian.PutUint16(inner[20:], 32768)
+	binary.BigEndian.PutUint16(inner[22:], 53)
+	binary.BigEndian.PutUint16(inner[24:], 10)
+	binary.BigEndian.PutUint16(inner[26:], checksum(inner[20:30], pseudoSum(inner[12:16], inner[16:20], protoUDP, 10)))
+	icmp := append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, inner...)
+	binary.BigEndian.PutUint16(icmp[2:], checksum(icmp, 0))
+	ip := make([]byte, 20, 20+len(icmp))
+	ip[0], ip[8], ip[9] = 0x45, 50, protoICMP
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(icmp)))
+	copy(ip[12:16], []byte{198, 51, 100, 1})
+	copy(ip[16:20], []byte{10, 0, 0, 10})
+	binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
+	return append(ip, icmp...)
 }

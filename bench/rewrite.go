@@ -9,7 +9,6 @@ import "encoding/binary"
 
 // Ethernet types the harness looks through.
 const (
-	etherTypeARP  = 0x0806
 	etherTypeVLAN = 0x8100
 	etherTypeQinQ = 0x88a8
 	etherType9100 = 0x9100
@@ -45,24 +44,6 @@ func ipv4Off(frame []byte) (int, bool) {
 	}
 	return 0, false
 }
-
-// etherType returns the frame's Ethernet type after any VLAN tags.
-func etherType(frame []byte) uint16 {
-	off := 12
-	for range 3 {
-		if len(frame) < off+2 {
-			return 0
-		}
-		t := binary.BigEndian.Uint16(frame[off:])
-		if t != etherTypeVLAN && t != etherTypeQinQ && t != etherType9100 {
-			return t
-		}
-		off += 4
-	}
-	return 0
-}
-
-func ip4(b []byte) [4]byte { return [4]byte(b[:4]) }
 
 func be32(a [4]byte) uint32 { return binary.BigEndian.Uint32(a[:]) }
 
@@ -270,4 +251,108 @@ func rewriteEmbedded(icmp []byte, old, new uint32, port int) {
 		}
 	}
 	binary.BigEndian.PutUint16(icmp[2:], cs)
+}
+
+// remapIPv4 rewrites the source and destination addresses of an IPv4
+// packet through m (old address -> new), and those of the packet embedded
+// in an ICMP error, updating every checksum incrementally.
+func remapIPv4(ip []byte, m map[uint32]uint32) {
+	hl := int(ip[0]&0x0f) * 4
+	first := binary.BigEndian.Uint16(ip[6:])&0x1fff == 0
+	var l4 []byte
+	if tl := int(binary.BigEndian.Uint16(ip[2:])); tl >= hl && tl <= len(ip) {
+		l4 = ip[hl:tl]
+	} else {
+		l4 = ip[hl:]
+	}
+	for _, off := range [2]int{12, 16} {
+		old := binary.BigEndian.Uint32(ip[off:])
+		new, ok := m[old]
+		if !ok {
+			continue
+		}
+		binary.BigEndian.PutUint32(ip[off:], new)
+		binary.BigEndian.PutUint16(ip[10:], csumUpdate32(binary.BigEndian.Uint16(ip[10:]), old, new))
+		if first {
+			updateL4Sum(ip[9], l4, old, new)
+		}
+	}
+	if !first || ip[9] != protoICMP || len(l4) < 8 {
+		return
+	}
+	switch l4[0] {
+	case 3, 4, 5, 11, 12:
+	default:
+		return
+	}
+	in := l4[8:]
+	if len(in) < 20 || in[0]>>4 != 4 {
+		return
+	}
+	ihl := int(in[0]&0x0f) * 4
+	if ihl < 20 || len(in) < ihl {
+		return
+	}
+	// Every field changed lies at an even offset from the ICMP header, so
+	// 16-bit incremental updates of the ICMP checksum are exact.
+	cs := binary.BigEndian.Uint16(l4[2:])
+	inFirst := binary.BigEndian.Uint16(in[6:])&0x1fff == 0
+	for _, off := range [2]int{12, 16} {
+		old := binary.BigEndian.Uint32(in[off:])
+		new, ok := m[old]
+		if !ok {
+			continue
+		}
+		binary.BigEndian.PutUint32(in[off:], new)
+		cs = csumUpdate32(cs, old, new)
+		oic := binary.BigEndian.Uint16(in[10:])
+		nic := csumUpdate32(oic, old, new)
+		binary.BigEndian.PutUint16(in[10:], nic)
+		cs = csumUpdate16(cs, oic, nic)
+		if inFirst {
+			if o, n, ok := updateL4Sum(in[9], in[ihl:], old, new); ok {
+				cs = csumUpdate16(cs, o, n)
+			}
+		}
+	}
+	binary.BigEndian.PutUint16(l4[2:], cs)
+}
+
+// updateL4Sum updates the TCP or UDP checksum in l4 (possibly cut short) for
+// a pseudo-header address change and returns the old and new checksum.
+func updateL4Sum(proto uint8, l4 []byte, old, new uint32) (uint16, uint16, bool) {
+	off := 16
+	switch proto {
+	case protoTCP:
+	case protoUDP:
+		off = 6
+	default:
+		return 0, 0, false
+	}
+	if len(l4) < off+2 {
+		return 0, 0, false
+	}
+	cs := binary.BigEndian.Uint16(l4[off:])
+	if proto == protoUDP && cs == 0 {
+		return 0, 0, false
+	}
+	ncs := csumUpdate32(cs, old, new)
+	if proto == protoUDP && ncs == 0 {
+		ncs = 0xffff
+	}
+	binary.BigEndian.PutUint16(l4[off:], ncs)
+	return cs, ncs, true
+}
+
+// remapARP rewrites the sender and target IPv4 addresses of an untagged
+// Ethernet/IPv4 ARP frame through m.
+func remapARP(frame []byte, m map[uint32]uint32) {
+	if len(frame) < 42 || binary.BigEndian.Uint16(frame[12:]) != 0x0806 {
+		return
+	}
+	for _, off := range [2]int{14 + 14, 14 + 24} {
+		if new, ok := m[binary.BigEndian.Uint32(frame[off:])]; ok {
+			binary.BigEndian.PutUint32(frame[off:], new)
+		}
+	}
 }
