@@ -475,7 +475,8 @@ func (s *Service) Dump() *Dump {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	v := s.st.view()
-	d := &Dump{Gen: s.st.gen, Problems: s.st.check()}
+	d := &Dump{Gen: s.st.gen, Problems: s.st.check(), Subnets: []*Subnet{}, SecurityGroups: []*Group{},
+		Instances: []*Instance{}, ENIs: []*ENI{}, EIPs: []*Address{}}
 	for _, x := range sortedValues(s.st.subnets) {
 		d.Subnets = append(d.Subnets, x.clone())
 	}

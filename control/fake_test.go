@@ -172,3 +172,6 @@ type (
 	vswitchSubnet = vswitch.Subnet
 	vswitchGroup  = vswitch.Group
 )
+
+func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func netipAddr(s string) netip.Addr     { return netip.MustParseAddr(s) }

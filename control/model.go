@@ -172,7 +172,13 @@ type Event struct {
 func (s *Subnet) clone() *Subnet {
 	c := *s
 	c.DNS = slices.Clone(s.DNS)
+	if c.DNS == nil {
+		c.DNS = []netip.Addr{}
+	}
 	c.Tags = cloneMap(s.Tags)
+	if c.Tags == nil {
+		c.Tags = map[string]string{}
+	}
 	return &c
 }
 

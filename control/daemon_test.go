@@ -1,0 +1,93 @@
+package control
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestReadConfigFile(t *testing.T) {
+	cases := []struct {
+		name, text string
+		want       [][2]string
+		err        string
+	}{
+		{"all separators", "# roamd\nstate-dir = /var/lib/x\nsocket: /run/x.sock\nuplink tap:up0@ns\n\npublic-cidr=\"198.51.100.0/24\"\n",
+			[][2]string{{"state-dir", "/var/lib/x"}, {"socket", "/run/x.sock"}, {"uplink", "tap:up0@ns"}, {"public-cidr", "198.51.100.0/24"}}, ""},
+		{"unknown key", "colour = red\n", nil, "colour"},
+		{"no value separator", "state-dir\n", nil, "line 1"},
+		{"bad bool", "no-sync = maybe\n", nil, "no-sync"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "roamd.conf")
+			os.WriteFile(p, []byte(tc.text), 0o644)
+			got, err := ReadConfigFile(p)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(tc.err, "line ")) {
+					t.Fatalf("got %v, want an error mentioning %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("got %v, want %v", got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestDaemonConfigGateway(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  DaemonConfig
+		err  string
+	}{
+		{"ok", DaemonConfig{PublicCIDR: "198.51.100.0/24", PublicIP: "198.51.100.1", Uplink: "tap:up0", Upstream: "02:00:00:00:00:01"}, ""},
+		{"upstream ip", DaemonConfig{Upstream: "198.51.100.254"}, ""},
+		{"bad cidr", DaemonConfig{PublicCIDR: "198.51.100.0"}, "public-cidr"},
+		{"cidr not network", DaemonConfig{PublicCIDR: "198.51.100.7/24"}, "public-cidr"},
+		{"bad public ip", DaemonConfig{PublicIP: "x"}, "public-ip"},
+		{"bad upstream", DaemonConfig{Upstream: "router"}, "upstream"},
+		{"stream uplink", DaemonConfig{Uplink: "stream:/x"}, "uplink"},
+		{"tun uplink", DaemonConfig{Uplink: "tun:t0@ns1"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.cfg.Gateway()
+			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("got %v, want error %q", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestSetGateway(t *testing.T) {
+	f := newFixture(t, nil)
+	buildWorld(t, f.svc)
+	g := f.gw
+	g.PublicCIDR = netipPrefix("203.0.113.0/24")
+	if err := f.svc.SetGateway(g); codeOf(err) != CodeDependencyViolation {
+		t.Errorf("got %v, want DependencyViolation (allocated EIPs outside the new pool)", err)
+	}
+	g = f.gw
+	g.PublicIP = netipAddr("198.51.100.3")
+	if err := f.svc.SetGateway(g); codeOf(err) != CodeDependencyViolation {
+		t.Errorf("got %v, want DependencyViolation (public ip allocated)", err)
+	}
+	g.PublicIP = netipAddr("198.51.100.14")
+	if err := f.svc.SetGateway(g); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.dp.last.PublicIP.String(); got != "198.51.100.14" {
+		t.Errorf("got published public ip %s, want 198.51.100.14", got)
+	}
+}
