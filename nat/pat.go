@@ -171,20 +171,23 @@ func gcd(a, b uint32) uint32 {
 }
 
 // ref takes one more reference on the mapping that owns pub:port, for an
-// inbound flow admitted by endpoint-independent filtering. It returns false
-// when no mapping owns the port.
-func (a *PAT) ref(proto uint8, pub uint32, port uint16) bool {
+// inbound flow admitted by endpoint-independent filtering towards the
+// private endpoint priv:privPort. It returns false when no mapping owns the
+// port, or when the port now belongs to another endpoint (the caller's
+// Lookup raced with the mapping's end and the port's reuse).
+func (a *PAT) ref(proto uint8, pub uint32, port uint16, priv uint32, privPort uint16) bool {
 	p := a.pool(pub, proto, false)
 	if p == nil {
 		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ports[port].refs == 0 {
+	e := &p.ports[port]
+	if e.refs == 0 || e.priv != (endpoint{priv, privPort}) {
 		return false
 	}
-	p.ports[port].refs++
-	p.ports[port].shared = true
+	e.refs++
+	e.shared = true
 	return true
 }
 

@@ -506,7 +506,7 @@ func (t *Table) Create(sp *Spec, seg *Seg, now uint32) Verdict {
 		}
 		to.SPort = port
 	} else if sp.PATIn {
-		if !t.PAT.ref(to.Proto, sp.Orig.Dst, sp.Orig.DPort) {
+		if !t.PAT.ref(to.Proto, sp.Orig.Dst, sp.Orig.DPort, to.Dst, to.DPort) {
 			return Verdict{Reason: packet.ReasonUnsolicited}
 		}
 	}

@@ -723,6 +723,14 @@ func TestPATIn(t *testing.T) {
 	if _, _, ok := tb.PAT.Lookup(udp, pub, out.To.SPort); ok || tb.Len() != 0 {
 		t.Errorf("after both expired: mapping %v Len %d, want false 0", ok, tb.Len())
 	}
+	// A mapping of another endpoint does not admit a flow meant for this
+	// one (a Lookup that raced with the port's reuse).
+	other := mustCreate(t, tb, patSpec(tup(udp, privB, 41000, remote1, 3478), 1), nil, t0+1)
+	wrong := &Spec{Orig: tup(udp, remote2, 999, pub, other.To.SPort), To: tup(udp, remote2, 999, privA, 40000), PATIn: true, Owner: 1}
+	if v := tb.Create(wrong, nil, t0+1); v.Reason != packet.ReasonUnsolicited {
+		t.Errorf("inbound towards the wrong endpoint: got %v, want unsolicited", v.Reason)
+	}
+	tb.Flush(0)
 	// No mapping, no inbound flow.
 	if v := tb.Create(in, nil, t0+streamTO+3); v.Reason != packet.ReasonUnsolicited {
 		t.Errorf("inbound without a mapping: got %v, want unsolicited", v.Reason)
