@@ -19,4 +19,15 @@
 //   - Replay timing covers Switch.Process only: file IO happens before, and
 //     the harness's own per-batch work (copying frames into reusable buffers,
 //     rewriting inbound destinations to learned NAT mappings) is not timed.
+//
+// Running:
+//
+//	roambench replay [--inside CIDR]... [--public-ip IP] [--one-to-one] [--loop N] [--json] FILE...
+//	roambench gen --flows 100000 --size 64 --rounds 10 -o /tmp/g.pcap
+//	go generate ./bench     # regenerate the captures in testdata/
+//	go test ./bench -run XXX -bench . -benchtime 2s
+//	go test ./bench -run XXX -fuzz FuzzRead -fuzztime 60s    # also FuzzReplay
+//
+// Replay semantics (ports, records, NAT rewriting of inbound frames
+// captured behind the NAT, the virtual clock) are described on Replayer.
 package bench
