@@ -64,6 +64,9 @@ func TestFragsHoldDrain(t *testing.T) {
 	if _, _, _, ok := fs.Lookup(k, t0); ok {
 		t.Error("Lookup before the first fragment: ok")
 	}
+	if fs.Held() != 3 {
+		t.Errorf("Held: got %d, want 3", fs.Held())
+	}
 	fs.Learn(k, packet.ReasonNone, pub, remote1, t0)
 	var got [][]byte
 	fs.Drain(k, func(b []byte) {

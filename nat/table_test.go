@@ -808,3 +808,35 @@ func TestStats(t *testing.T) {
 	// per flow; BenchmarkTrack reports bytes per flow at 1M flows.
 	t.Logf("%d flows: %d bytes, %.1f bytes/flow (flow struct %d bytes)", n, st.Bytes, float64(st.Bytes)/n, flowSize)
 }
+
+func TestTupleAndNames(t *testing.T) {
+	k := tup(tcp, privA, 40000, remote1, 443)
+	if got := k.String(); got != "tcp 10.0.0.5:40000->198.51.100.7:443" {
+		t.Errorf("String: got %q", got)
+	}
+	if got := k.Reverse(); got != tup(tcp, remote1, 443, privA, 40000) || got.Reverse() != k {
+		t.Errorf("Reverse: got %v", got)
+	}
+	if k.SrcAddrPort().String() != "10.0.0.5:40000" || k.DstAddrPort().String() != "198.51.100.7:443" {
+		t.Errorf("AddrPorts: got %v %v", k.SrcAddrPort(), k.DstAddrPort())
+	}
+	for p, want := range map[uint8]string{tcp: "tcp", udp: "udp", icmp: "icmp", 47: "proto-47"} {
+		if got := ProtoName(p); got != want {
+			t.Errorf("ProtoName(%d): got %q, want %q", p, got, want)
+		}
+	}
+	if StateName(StateTimeWait) != "TIME_WAIT" || StateName(200) != "UNKNOWN" {
+		t.Errorf("StateName: got %q %q", StateName(StateTimeWait), StateName(200))
+	}
+	tb := NewTable(Options{MaxFlows: 10, MaxOwners: 5})
+	if tb.Max() != 10 || tb.MaxOwners() != 5 || tb.OwnerLen(6) != 0 {
+		t.Errorf("Max %d MaxOwners %d OwnerLen(6) %d, want 10 5 0", tb.Max(), tb.MaxOwners(), tb.OwnerLen(6))
+	}
+	// An owner slot beyond MaxOwners is not charged (and not refused).
+	sp := patSpec(tup(udp, privA, 1, remote1, 2), 9)
+	sp.Budget = 1
+	mustCreate(t, tb, sp, nil, t0)
+	if tb.Len() != 1 {
+		t.Errorf("Len: got %d, want 1", tb.Len())
+	}
+}
