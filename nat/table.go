@@ -409,7 +409,8 @@ func (t *Table) updateLocked(f *flow, ref uint32, dir Dir, seg *Seg, now uint32,
 	if f.expires < now {
 		// An expired flow that has not been swept yet: a packet in the
 		// original direction starts it again with the same translation;
-		// one in the reply direction is unsolicited (its mapping timed out).
+		// one in the reply direction finds it dead (ReasonUnsolicited
+		// here tells TrackInto and Create to remove it).
 		if dir == Reply {
 			v.Found = false
 			v.Reason = packet.ReasonUnsolicited
