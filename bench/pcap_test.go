@@ -316,3 +316,40 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// TestReadPcapngErrors corrupts a valid pcapng file field by field.
+func TestReadPcapngErrors(t *testing.T) {
+	good := pcapngFile(t, make([]byte, 60))
+	// Layout of pcapgo's output: SHB, IDB, EPB. Find the blocks.
+	shbLen := int(binary.LittleEndian.Uint32(good[4:]))
+	idb := shbLen
+	idbLen := int(binary.LittleEndian.Uint32(good[idb+4:]))
+	epb := idb + idbLen
+	if binary.LittleEndian.Uint32(good[idb:]) != ngIDB || binary.LittleEndian.Uint32(good[epb:]) != ngEPB {
+		t.Fatalf("unexpected layout of pcapgo's pcapng output: % x", good[:64])
+	}
+	if _, err := Read("good", good); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(b []byte)
+		want string
+	}{
+		{"bad byte-order magic", func(b []byte) { b[8] = 0 }, "byte-order magic"},
+		{"block length not a multiple of 4", func(b []byte) { binary.LittleEndian.PutUint32(b[idb+4:], uint32(idbLen+1)) }, "invalid total length"},
+		{"trailer mismatch", func(b []byte) { binary.LittleEndian.PutUint32(b[epb+4:], binary.LittleEndian.Uint32(b[epb+4:])-4) }, "in trailer"},
+		{"interface id", func(b []byte) { binary.LittleEndian.PutUint32(b[epb+8:], 3) }, "interface id 3"},
+		{"captured length", func(b []byte) { binary.LittleEndian.PutUint32(b[epb+20:], 1000) }, "does not fit"},
+		{"first block not a section header", func(b []byte) { binary.LittleEndian.PutUint32(b[0:], ngIDB) }, "unknown magic"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bytes.Clone(good)
+			tc.mod(b)
+			_, err := Read("x.pcapng", b)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "x.pcapng: ") {
+				t.Fatalf("got error %v, want one naming x.pcapng and saying %q", err, tc.want)
+			}
+		})
+	}
+}

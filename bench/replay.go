@@ -423,7 +423,13 @@ func (r *Replayer) plan() error {
 	r.frames = make([][]byte, 0, len(pkts))
 	r.times = make([]int64, 0, len(pkts))
 	r.meta = make([]frameMeta, 0, len(pkts))
-	seen := map[l4Key]bool{}
+	type flowKey struct {
+		l4Key
+		raddr uint32
+		rport uint16
+	}
+	seen := map[flowKey]bool{}
+	endpoints := map[l4Key]bool{}
 	for _, p := range pkts {
 		if len(p.Data) > tap.MaxFrame {
 			r.harness[VerdictFrameTooLarge]++
@@ -445,13 +451,20 @@ func (r *Replayer) plan() error {
 			src, dst := binary.BigEndian.Uint32(ip[12:]), binary.BigEndian.Uint32(ip[16:])
 			if h := hosts[src]; h != nil {
 				m.port = h.port
-				// Learn each private endpoint's mapping from its first
-				// outbound packet in the capture (again in every loop,
-				// in case its flows expired and it got another port).
+				// Learn the PAT mapping from the first outbound packet
+				// of each flow (again in every loop, in case the flow
+				// expired and its endpoint got another port).
 				if !r.o.OneToOne && hosts[dst] == nil && r.insideOf(dst) < 0 && unicastIP(dst) {
-					if k, _, ok := outboundKey(ip); ok && !seen[k] {
-						seen[k] = true
-						m.kind = metaLearn
+					if k, off, ok := outboundKey(ip); ok {
+						fk := flowKey{k, dst, 0}
+						if k.proto != protoICMP {
+							fk.rport = binary.BigEndian.Uint16(ip[off+2:])
+						}
+						if !seen[fk] {
+							seen[fk] = true
+							m.kind = metaLearn
+							endpoints[k] = true
+						}
 					}
 				}
 			} else if h := hosts[dst]; h != nil {
@@ -471,7 +484,7 @@ func (r *Replayer) plan() error {
 		r.times = append(r.times, p.Time)
 		r.meta = append(r.meta, m)
 	}
-	r.learned = make(map[l4Key]uint16, len(seen))
+	r.learned = make(map[l4Key]uint16, len(endpoints))
 
 	// Batches: runs of frames entering on the same port, at most
 	// BatchSize, within one second of capture time.
