@@ -344,7 +344,13 @@ func (a *API) routes() {
 			return
 		}
 		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
-		if err := a.capt.Capture(r.Context(), spec, int(count), flushWriter{w}); err != nil && !errors.Is(err, context.Canceled) {
+		fw := &flushWriter{w: w}
+		err = a.capt.Capture(r.Context(), spec, int(count), fw)
+		switch {
+		case err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		case !fw.wrote:
+			writeError(w, err)
+		default:
 			a.log.Warn("capture", "port", port, "err", err)
 		}
 	})
@@ -353,9 +359,13 @@ func (a *API) routes() {
 	})
 }
 
-type flushWriter struct{ w http.ResponseWriter }
+type flushWriter struct {
+	w     http.ResponseWriter
+	wrote bool
+}
 
-func (f flushWriter) Write(b []byte) (int, error) {
+func (f *flushWriter) Write(b []byte) (int, error) {
+	f.wrote = true
 	n, err := f.w.Write(b)
 	if fl, ok := f.w.(http.Flusher); ok {
 		fl.Flush()

@@ -211,6 +211,8 @@ func StartDaemon(cfg DaemonConfig, o DaemonOptions) (*Daemon, error) {
 	if ports == nil {
 		ports = MemoryPorts
 	}
+	hub := NewCaptureHub()
+	ports = hub.Wrap(ports)
 	gw, err := cfg.Gateway()
 	if err != nil {
 		return nil, err
@@ -230,7 +232,7 @@ func StartDaemon(cfg DaemonConfig, o DaemonOptions) (*Daemon, error) {
 	}
 	d.Service = svc
 	d.Switch.Start()
-	d.API = NewAPI(svc, SwitchInspector{Switch: d.Switch}, nil, d.log)
+	d.API = NewAPI(svc, SwitchInspector{Switch: d.Switch}, hub, d.log)
 	gid := -1
 	if cfg.SocketGroup != "" {
 		gid = GroupID(cfg.SocketGroup)

@@ -240,7 +240,8 @@ func TestCLI(t *testing.T) {
 				}
 			}
 		}},
-		{name: "capture without a capturer", args: args("capture", "vm1/0", "-w", "/dev/null"), want: "IncorrectState"},
+		{name: "capture", args: args("capture", "vm1/0", "-w", "/dev/null", "--duration", "200ms"), check: capture("", nil)},
+		{name: "capture unknown port", args: args("capture", "vm9/0", "-w", "/dev/null"), want: "NotFound"},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {

@@ -5,12 +5,15 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/gopacket/pcapgo"
 
 	"roam/control"
 	"roam/internal/packet/packettest"
@@ -167,6 +170,13 @@ func TestReassignKeepsFlows(t *testing.T) {
 		f.port = map[string]string{"tap:a1": "tap:a2", "tap:b1": "tap:b2"}[f.port]
 	}
 
+	// Capture the new port while the flows continue.
+	pcapFile := filepath.Join(dir, "a2.pcap")
+	capCmd := exec.Command(filepath.Join(bin, "roamctl"), "--socket", cfg.Socket, "capture", "tap:a2", "-w", pcapFile, "-c", "2")
+	if err := capCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let the capture subscribe
 	for _, f := range flows {
 		if got := out(f, 0x18, []byte("after the move")); got != f.public {
 			t.Errorf("%s: after the move data left as %s, want the same public tuple %s", f.private, got, f.public)
@@ -177,6 +187,38 @@ func TestReassignKeepsFlows(t *testing.T) {
 		if f, ok := recvIP(ports.get(old), 200*time.Millisecond); ok {
 			t.Errorf("a frame reached the old port %s after the move: %x", old, f)
 		}
+	}
+	capDone := make(chan error, 1)
+	go func() { capDone <- capCmd.Wait() }()
+	select {
+	case err := <-capDone:
+		if err != nil {
+			t.Fatalf("roamctl capture: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		capCmd.Process.Kill()
+		t.Fatalf("roamctl capture -c 2 did not end")
+	}
+	pf, err := os.Open(pcapFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	pr, err := pcapgo.NewReader(pf)
+	if err != nil {
+		t.Fatalf("capture is not a pcap file: %v", err)
+	}
+	var captured []netip.AddrPort
+	for {
+		data, _, err := pr.ReadPacketData()
+		if err != nil {
+			break
+		}
+		src, _ := tuple(data)
+		captured = append(captured, src)
+	}
+	if len(captured) != 2 || captured[0] != flows[0].private || captured[1] != server {
+		t.Errorf("captured %v on tap:a2, want the guest's segment from %s and the reply from %s", captured, flows[0].private, server)
 	}
 	after := conntrack(d)
 	if len(after) != len(before) {
