@@ -76,7 +76,7 @@ type capPortFull struct {
 	op tap.Operationaler
 }
 
-func (p *capPortFull) Stats() tap.Stats    { return p.st.Stats() }
+func (p *capPortFull) Stats() tap.Stats  { return p.st.Stats() }
 func (p *capPortFull) Operational() bool { return p.op.Operational() }
 
 func (p *capPort) copyOut(frames []tap.Frame) {
