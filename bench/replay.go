@@ -128,9 +128,9 @@ func Replay(c *Capture, o ReplayOptions) (*Result, error) {
 //
 // Records. A record's MAC is the one the capture shows for its address when
 // that is a unicast MAC no other record has, else MACFromIPv4 of the
-// address. An inside address that is a subnet's network, gateway or
-// broadcast address (which the switch reserves; captures often have a host
-// on 10.0.0.1 or 192.168.0.1) is renumbered to the highest free address of
+// address. An inside address that sends frames but is a subnet's network,
+// gateway or broadcast address (which the switch reserves; captures often
+// have a host on 10.0.0.1 or 192.168.0.1) is renumbered to the highest free address of
 // its subnet in every frame (IPv4 headers, embedded ICMP error headers, ARP),
 // and a note says so; when the subnet has no free address, it gets no
 // record and its frames enter on the uplink.
@@ -345,6 +345,12 @@ func (r *Replayer) plan() error {
 		sn := r.insideOf(ip)
 		s := subnets[sn]
 		if ip != s.net && ip != s.gw && ip != s.bcast {
+			continue
+		}
+		if !hosts[ip].srcMAC {
+			// Only a destination: a directed broadcast, or traffic
+			// for the gateway. Leave it to the switch.
+			delete(hosts, ip)
 			continue
 		}
 		to := s.bcast - 1
