@@ -73,8 +73,10 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		cols = append(slices.Clip(cols), &total)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	// Labels are padded here rather than being a cell, so that they
+	// align left while the numbers align right.
 	row := func(name string, f func(r *Result) string) {
-		fmt.Fprintf(tw, "%s\t", name)
+		fmt.Fprintf(tw, "%-18s\t", name)
 		for _, r := range cols {
 			fmt.Fprintf(tw, "%s\t", f(r))
 		}
@@ -91,15 +93,22 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	row("translated", func(r *Result) string { return fmt.Sprint(r.Translations) })
 	row("to uplink", func(r *Result) string { return fmt.Sprint(r.DeliveredUplink) })
 	row("to inside", func(r *Result) string { return fmt.Sprint(r.DeliveredInside) })
+	blank := func(*Result) string { return "" }
+	row("verdicts:", blank)
+	row("  forwarded", func(r *Result) string { return fmt.Sprint(r.Forwarded) })
+	row("  local", func(r *Result) string { return fmt.Sprint(r.Local) })
+	row("  dropped", func(r *Result) string { return fmt.Sprint(r.Dropped) })
 	keys := map[string]bool{}
 	for _, r := range cols {
-		for k := range r.Verdicts {
+		for k := range r.Drops {
 			keys[k] = true
 		}
 	}
-	fmt.Fprintln(tw, "verdicts:\t")
+	if len(keys) > 0 {
+		row("drops by reason:", blank)
+	}
 	for _, k := range slices.Sorted(maps.Keys(keys)) {
-		row("  "+k, func(r *Result) string { return fmt.Sprint(r.Verdicts[k]) })
+		row("  "+k, func(r *Result) string { return fmt.Sprint(r.Drops[k]) })
 	}
 	if err := tw.Flush(); err != nil {
 		return err
