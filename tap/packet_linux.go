@@ -1,11 +1,13 @@
 package tap
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -43,14 +45,16 @@ type Netdev struct {
 	once    sync.Once
 	counters
 
-	rmu     sync.Mutex // guards the read state
-	rframes []Frame
-	rn      int
-	rbytes  int
-	rerr    error
-	rmsg    []unix.Mmsghdr
-	riov    []unix.Iovec
-	recvFn  func(fd uintptr) bool
+	rmu         sync.Mutex // guards the read state
+	rframes     []Frame
+	rn          int
+	rbytes      int
+	rerr        error
+	down        bool // the link went down (ENETDOWN) and has not delivered since
+	checkGoneFn func(fd uintptr)
+	rmsg        []unix.Mmsghdr
+	riov        []unix.Iovec
+	recvFn      func(fd uintptr) bool
 
 	wmu    sync.Mutex // guards the write state; Write is safe for concurrent use
 	pend   []*Frame
@@ -103,6 +107,7 @@ func openNetdevSpec(s Spec, opts Options) (*Netdev, error) {
 	p.whdr = make([][vnetHdrLen]byte, p.batch)
 	p.pend = make([]*Frame, 0, p.batch)
 	p.recvFn = p.recvSome
+	p.checkGoneFn = func(fd uintptr) { p.checkGone(int(fd)) }
 	p.sendFn = p.sendSome
 	return p, nil
 }
@@ -218,16 +223,40 @@ func (p *Netdev) Read(frames []Frame) (int, error) {
 	}
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
+	if p.gone.Load() {
+		// The kernel reported the loss once; it will not again.
+		return 0, p.err("read", unix.ENODEV)
+	}
 	p.rframes, p.rn, p.rbytes, p.rerr = frames, 0, 0, nil
 	for {
+		if p.down {
+			// The kernel reports ENETDOWN once, for the link going down;
+			// its deletion that may follow is not reported again. While
+			// down, look every second.
+			_ = p.f.SetReadDeadline(time.Now().Add(downPoll))
+		}
 		err := p.rc.Read(p.recvFn)
 		if err == nil {
 			err = p.rerr
 		}
 		if p.rn > 0 {
+			if p.down {
+				p.down = false
+				_ = p.f.SetReadDeadline(time.Time{})
+			}
 			p.rx(p.rn, p.rbytes)
 			p.rframes = nil
 			return p.rn, nil
+		}
+		if p.down && err == unix.ENETDOWN {
+			p.rerr = nil
+			continue // now with a deadline
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && p.down {
+			if p.rc.Control(p.checkGoneFn) == nil && !p.gone.Load() {
+				continue
+			}
+			err = unix.ENODEV
 		}
 		if err != nil {
 			p.rframes = nil
@@ -235,6 +264,9 @@ func (p *Netdev) Read(frames []Frame) (int, error) {
 		}
 	}
 }
+
+// downPoll is how often Read checks whether a link that went down was deleted.
+const downPoll = time.Second
 
 // recvSome is the RawConn.Read callback.
 func (p *Netdev) recvSome(fd uintptr) bool {
@@ -263,7 +295,9 @@ func (p *Netdev) recvSome(fd uintptr) bool {
 				p.rerr = e
 				return true
 			}
-			return false
+			p.down = true
+			p.rerr = e
+			return true
 		default:
 			p.rerr = e
 			return true
@@ -312,6 +346,9 @@ func (p *Netdev) recvSome(fd uintptr) bool {
 func (p *Netdev) Write(frames []Frame) (int, error) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
+	if p.gone.Load() {
+		return 0, p.err("write", unix.ENODEV)
+	}
 	p.werr = nil
 	p.pend = p.pend[:0]
 	for i := range frames {

@@ -235,6 +235,22 @@ func (d *Device) Close() error {
 	return nil
 }
 
+// detached reports whether the TUN/TAP file f lost its device (deleted with
+// ip link del, or by its namespace going away).
+func detached(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	_ = rc.Control(func(fd uintptr) {
+		var ifr [unix.IFNAMSIZ + 64]byte
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, fd, unix.TUNGETIFF, uintptr(unsafe.Pointer(&ifr[0])))
+		gone = e == unix.EBADFD
+	})
+	return gone
+}
+
 // Name implements Port: the device's spec and the queue, e.g. "tap:vm1#2".
 func (q *Queue) Name() string { return fmt.Sprintf("%s#%d", q.dev.name, q.idx) }
 
@@ -252,7 +268,9 @@ func (q *Queue) err(op string, err error) error {
 	switch {
 	case q.dev.closed.Load() || errors.Is(err, os.ErrClosed):
 		return fmt.Errorf("%s: %w", q.dev.name, ErrClosed)
-	case errors.Is(err, unix.EBADFD), errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
+	case q.dev.gone.Load(), errors.Is(err, unix.EBADFD), errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO), detached(q.f):
+		// The poller may report the detach as "not pollable" (EPOLLERR)
+		// before any read sees EBADFD: detached asks the device itself.
 		q.dev.gone.Store(true)
 		return fmt.Errorf("%s: %s: %w (%w)", q.dev.name, op, ErrDeviceGone, err)
 	}

@@ -130,8 +130,7 @@ func (t *TUN) err(op string, err error) error {
 	switch {
 	case t.closed.Load():
 		return fmt.Errorf("%s: %w", t.name, ErrClosed)
-	case errors.Is(err, os.ErrClosed), errors.Is(err, syscall.EBADFD):
-		// The package reports EBADFD, a deleted device, as os.ErrClosed.
+	case t.gone.Load() || errors.Is(err, syscall.EBADFD) || detached(t.dev.File()):
 		t.gone.Store(true)
 		return fmt.Errorf("%s: %s: %w (%w)", t.name, op, ErrDeviceGone, err)
 	}
@@ -148,6 +147,9 @@ func (t *TUN) Read(frames []Frame) (int, error) {
 	}
 	t.rmu.Lock()
 	defer t.rmu.Unlock()
+	if t.gone.Load() {
+		return 0, t.err("read", syscall.EBADFD)
+	}
 	if cap(t.rbufs) < len(frames) {
 		t.rbufs = make([][]byte, len(frames))
 		t.sizes = make([]int, len(frames))
@@ -163,14 +165,11 @@ func (t *TUN) Read(frames []Frame) (int, error) {
 				t.drop(DropSegment)
 				continue
 			}
-			if t.closed.Load() || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EBADFD) {
-				clear(bufs)
-				return 0, t.err("read", err)
-			}
-			// Other errors (e.g. the package's netlink listener failing)
-			// concern the device's events, not its packets.
-			t.drop(DropTxError)
-			continue
+			// Whatever else it is (a deleted device shows up as "not
+			// pollable" from the poller, or as os.ErrClosed), report it; a
+			// detached device turns it into ErrDeviceGone.
+			clear(bufs)
+			return 0, t.err("read", err)
 		}
 		k, bytes := 0, 0
 		for i := 0; i < n; i++ {
@@ -298,7 +297,7 @@ func (t *TUN) flush() error {
 	switch {
 	case err == nil:
 		t.tx(n, bytes)
-	case errors.Is(err, os.ErrClosed), errors.Is(err, syscall.EBADFD):
+	case errors.Is(err, os.ErrClosed), errors.Is(err, syscall.EBADFD), detached(t.dev.File()):
 		return err
 	case errors.Is(err, syscall.EIO):
 		// The device is down; the package does not say which packets
