@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -68,6 +69,15 @@ func TestReplayShared(t *testing.T) {
 					t.Errorf("one-to-one %v: got %d packets, want %d", one, res.Packets, want)
 				}
 				checkVerdicts(t, res)
+				// The clock is the capture's: a second replay on a
+				// new switch gives the same verdicts.
+				again, err := Replay(c, ReplayOptions{OneToOne: one, Loop: 2})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !maps.Equal(res.Verdicts, again.Verdicts) || res.Flows != again.Flows || res.Translations != again.Translations {
+					t.Errorf("one-to-one %v: replays differ: verdicts %v then %v, flows %d then %d", one, res.Verdicts, again.Verdicts, res.Flows, again.Flows)
+				}
 			}
 		})
 	}
