@@ -21,7 +21,7 @@
 // lock. A flow costs 60 bytes of arena plus two index slots kept under half
 // full (16 to 32 bytes): about 115 bytes per flow at 1M flows, as
 // BenchmarkTrack reports; small tables pay more, as arenas grow by chunks
-// of 4096 flows per shard.
+// (of 64 to 4096 flows, by the table's limit) per shard.
 //
 // # Limits
 //

@@ -122,7 +122,7 @@ func FuzzTable(f *testing.F) {
 			budget = 5
 			owners = 3
 		)
-		tb := NewTable(Options{MaxFlows: max, PAT: PATOptions{PortMin: 2000, PortMax: 2015, Search: 8}})
+		tb := NewTable(Options{MaxFlows: max, MaxOwners: 8, PAT: PATOptions{PortMin: 2000, PortMax: 2015, Search: 8}})
 		now := uint32(t0)
 		var seen []Tuple // tuples the table answered for, to track again
 		for len(ops) >= 4 {

@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -25,8 +26,8 @@ const (
 const (
 	shardBits     = 6
 	numShards     = 1 << shardBits
-	chunkBits     = 12
-	chunkSize     = 1 << chunkBits
+	maxChunkBits  = 12 // arenas grow by chunks of up to 4096 flows
+	minChunkBits  = 6  // and of at least 64
 	refShardShift = 25
 	refIndexMask  = 1<<refShardShift - 1
 	minSlots      = 64
@@ -67,11 +68,12 @@ type shard struct {
 	id     uint32
 	slots  []uint64 // tag<<32 | dir<<31 | ref; 0 is empty
 	used   int
-	chunks []*[chunkSize]flow // fixed length; entries set once under mu
-	free   uint32             // free list head (arena index), 0: none
-	next   uint32             // next never-used arena index
-	live   int                // flows owned by this shard
-	sweep  uint32             // expiry cursor
+	chunks [][]flow // fixed length; entries set once under mu
+	cbits  uint32   // log2 of the chunk size, by the table's limit
+	free   uint32   // free list head (arena index), 0: none
+	next   uint32   // next never-used arena index
+	live   int      // flows owned by this shard
+	sweep  uint32   // expiry cursor
 	_      [40]byte
 }
 
@@ -130,17 +132,22 @@ func NewTable(o Options) *Table {
 		to:     o.Timeouts.withDefaults(),
 	}
 	// Each shard may hold up to twice its fair share (plus a chunk), so
-	// the arena's chunk table never grows.
-	perShard := 2*o.MaxFlows/numShards + chunkSize
-	nchunks := (perShard + chunkSize - 1) / chunkSize
-	if nchunks > (refIndexMask+1)/chunkSize {
-		nchunks = (refIndexMask + 1) / chunkSize
+	// the arena's chunk table never grows. Small tables get small chunks:
+	// a table of 16 flows does not zero 64 chunks of 4096.
+	fair := 2 * o.MaxFlows / numShards
+	cbits := uint32(min(max(bits.Len(uint(fair)), minChunkBits), maxChunkBits))
+	csize := 1 << cbits
+	perShard := fair + csize
+	nchunks := (perShard + csize - 1) / csize
+	if nchunks > (refIndexMask+1)/csize {
+		nchunks = (refIndexMask + 1) / csize
 	}
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.id = uint32(i)
 		s.slots = make([]uint64, minSlots)
-		s.chunks = make([]*[chunkSize]flow, nchunks)
+		s.chunks = make([][]flow, nchunks)
+		s.cbits = cbits
 		s.next = 1 // index 0 is never used, so no ref is 0
 	}
 	t.PAT = newPAT(o.PAT)
@@ -169,7 +176,7 @@ func (t *Table) shardOf(h uint64) *shard { return &t.shards[h&(numShards-1)] }
 
 func (s *shard) flow(ref uint32) *flow {
 	i := ref & refIndexMask
-	return &s.chunks[i>>chunkBits][i&(chunkSize-1)]
+	return &s.chunks[i>>s.cbits][i&(1<<s.cbits-1)]
 }
 
 func (t *Table) flowAt(ref uint32) *flow { return t.shards[ref>>refShardShift].flow(ref) }
@@ -254,17 +261,17 @@ func (t *Table) removeLocked(s *shard, h uint64, ref uint32, dir Dir) {
 func (s *shard) allocLocked() uint32 {
 	if s.free != 0 {
 		i := s.free
-		f := &s.chunks[i>>chunkBits][i&(chunkSize-1)]
+		f := &s.chunks[i>>s.cbits][i&(1<<s.cbits-1)]
 		s.free = f.owner
 		return s.id<<refShardShift | i
 	}
 	i := s.next
-	c := i >> chunkBits
+	c := i >> s.cbits
 	if int(c) >= len(s.chunks) {
 		return 0
 	}
 	if s.chunks[c] == nil {
-		s.chunks[c] = new([chunkSize]flow)
+		s.chunks[c] = make([]flow, 1<<s.cbits)
 	}
 	s.next++
 	return s.id<<refShardShift | i
@@ -935,7 +942,7 @@ func (t *Table) Stats() Stats {
 		st.IndexSlots += len(s.slots)
 		for _, c := range s.chunks {
 			if c != nil {
-				st.ArenaFlows += chunkSize
+				st.ArenaFlows += len(c)
 			}
 		}
 		s.mu.Unlock()
