@@ -54,7 +54,7 @@ func Update32(cs uint16, old, new uint32) uint16 {
 	return ^uint16(s)
 }
 
-// UpdatePartial returns a partial (pseudo-header only, not complemented)
+// UpdatePartial32 returns a partial (pseudo-header only, not complemented)
 // checksum after a 32-bit field changed from old to new: used when a frame
 // carries a checksum the receiver will complete (virtio NEEDS_CSUM).
 func UpdatePartial32(ps uint16, old, new uint32) uint16 {

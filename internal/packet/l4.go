@@ -131,7 +131,8 @@ func IsError(t uint8) bool {
 	return false
 }
 
-// L4 checksum offsets within the L4 header, by protocol (0: none).
+// csumOffset is the offset of the checksum field within the L4 header of
+// proto, or -1 when it has none.
 func csumOffset(proto uint8) int {
 	switch proto {
 	case ProtoTCP:
