@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -50,8 +51,8 @@ type Stream struct {
 	r, w int
 
 	wmu   sync.Mutex // guards the write state below
-	iov   net.Buffers
 	iovs  [][]byte
+	wv    writev
 	pfx   []byte
 	soft  softGSO
 	peers atomic.Uint64
@@ -59,6 +60,7 @@ type Stream struct {
 
 type streamPeer struct {
 	conn *net.UnixConn
+	rc   syscall.RawConn
 }
 
 // streamReadBuf holds at least one whole frame with its length prefix.
@@ -118,7 +120,12 @@ func (s *Stream) accept() {
 		if s.peers.Add(1) > 1 {
 			s.reconnects.Add(1)
 		}
-		if old := s.cur.Swap(&streamPeer{conn: c}); old != nil {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			c.Close()
+			continue
+		}
+		if old := s.cur.Swap(&streamPeer{conn: c, rc: rc}); old != nil {
 			old.conn.Close()
 		}
 		if s.closed.Load() {
@@ -305,8 +312,7 @@ func (s *Stream) flush(p *streamPeer) bool {
 	for i := 0; i < len(s.iovs); i += 2 {
 		s.iovs[i] = s.pfx[i*2 : i*2+4 : i*2+4]
 	}
-	s.iov = s.iovs
-	n, err := s.iov.WriteTo(p.conn)
+	n, err := s.wv.write(p, s.iovs)
 	if err == nil {
 		s.tx(len(s.iovs)/2, int(n)-len(s.pfx))
 	} else {
