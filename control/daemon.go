@@ -33,7 +33,7 @@ type DaemonConfig struct {
 	Uplink      string // uplink
 	PublicCIDR  string // public-cidr
 	PublicIP    string // public-ip
-	Upstream    string // upstream: next hop, as a MAC (used as is) or an IP (its MAC is learned)
+	Upstream    string // upstream: next hop, as an IPv4 address (resolved with ARP) or a MAC (used as is)
 	Metrics     string // metrics
 	LogLevel    string // log-level
 	NoSync      bool   // no-sync: skip fsync on commit (tests and benchmarks only)
@@ -148,7 +148,9 @@ func (c DaemonConfig) Gateway() (Gateway, error) {
 	if c.Upstream != "" {
 		if mac, err := net.ParseMAC(c.Upstream); err == nil {
 			g.UpstreamMAC = mac
-		} else if _, err := parseAddr("upstream", c.Upstream); err != nil {
+		} else if a, err := parseAddr("upstream", c.Upstream); err == nil {
+			g.Upstream = a
+		} else {
 			return g, invalid("upstream", c.Upstream, "want the next hop's MAC or IPv4 address")
 		}
 	}

@@ -44,7 +44,8 @@ type Gateway struct {
 	PublicCIDR  netip.Prefix     // the pool EIPs are allocated from
 	PublicIP    netip.Addr       // the gateway's own address (PAT), never allocated
 	Uplink      string           // uplink port spec, "" for none
-	UpstreamMAC net.HardwareAddr // next hop on the uplink; nil to learn it
+	Upstream    netip.Addr       // next hop for destinations outside the pool; invalid to learn it
+	UpstreamMAC net.HardwareAddr // when set, every frame out of the uplink goes to this MAC
 	GatewayMAC  net.HardwareAddr // nil means the switch's default
 }
 
@@ -284,6 +285,9 @@ func validateGateway(g Gateway) error {
 	}
 	if g.PublicIP.IsValid() && !g.PublicIP.Is4() {
 		return invalid("public-ip", g.PublicIP, "must be IPv4")
+	}
+	if g.Upstream.IsValid() && !g.Upstream.Is4() {
+		return invalid("upstream", g.Upstream, "must be IPv4")
 	}
 	return nil
 }

@@ -136,6 +136,10 @@ func (s *BoltStore) Commit(muts []Mutation, gen uint64, ev *Event) error {
 	})
 }
 
+// MaxEvents is how many audit events the store keeps; older ones are
+// dropped as new ones arrive.
+const MaxEvents = 1 << 20
+
 func putEvent(tx *bolt.Tx, ev *Event) error {
 	b := tx.Bucket([]byte(bucketEvents))
 	seq, err := b.NextSequence()
@@ -149,7 +153,14 @@ func putEvent(tx *bolt.Tx, ev *Event) error {
 	}
 	var k [8]byte
 	binary.BigEndian.PutUint64(k[:], seq)
-	return b.Put(k[:], v)
+	if err := b.Put(k[:], v); err != nil {
+		return err
+	}
+	if seq > MaxEvents {
+		binary.BigEndian.PutUint64(k[:], seq-MaxEvents)
+		return b.Delete(k[:])
+	}
+	return nil
 }
 
 // AppendEvent implements Store.

@@ -509,6 +509,7 @@ func (s *Service) config(tx *txn, gen uint64, recs []vswitch.Record) *vswitch.Co
 		GatewayMAC:  s.gw.GatewayMAC,
 		PublicIP:    s.gw.PublicIP,
 		PublicCIDR:  s.gw.PublicCIDR,
+		Upstream:    s.gw.Upstream,
 		UpstreamMAC: s.gw.UpstreamMAC,
 		Records:     recs,
 	}
