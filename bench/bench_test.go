@@ -2,6 +2,8 @@ package bench
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -291,4 +293,46 @@ func TestEstablishedNoAllocs(t *testing.T) {
 			t.Errorf("one-to-one %v: got %d allocations for %d packets, want 0", one, n, 3*frames)
 		}
 	}
+}
+
+// BenchmarkReplayFile goes the way roambench replay goes: a generated
+// capture (10K flows, IMIX, 4 data rounds) is written to a temporary pcap
+// file, loaded, and replayed through PAT; one op is one replay of the whole
+// file on the same switch (after the first, its flows are established).
+func BenchmarkReplayFile(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "replay.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := WritePcap(f, GenOptions{Seed: 4, Flows: 10000, Hosts: 64, Rounds: 4}); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	c, err := ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := NewReplayer(c, ReplayOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var pkts uint64
+	var busy float64
+	for i := 0; i < b.N; i++ {
+		res := r.Run()
+		if res.Dropped != 0 {
+			b.Fatalf("drops: %v", res.Drops)
+		}
+		pkts += res.Packets
+		busy += res.Seconds
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(pkts)/busy, "pkts/s")
+	b.ReportMetric(busy*1e9/float64(pkts), "ns/pkt")
+	b.ReportMetric(float64(len(c.Packets)), "pkts/op")
 }
