@@ -197,3 +197,78 @@ func TestConcurrent(t *testing.T) {
 		p.mu.Unlock()
 	}
 }
+
+// TestConcurrentSameFlow: goroutines racing to create the same flow end up
+// with one flow, one translation and one reference on its PAT mapping.
+func TestConcurrentSameFlow(t *testing.T) {
+	for round := 0; round < 50; round++ {
+		tb := NewTable(Options{})
+		k := tup(udp, privA, uint16(5000+round), remote1, 53)
+		var wg sync.WaitGroup
+		var news atomic.Int32
+		tos := make([]Tuple, 8)
+		for g := range tos {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v := tb.Create(patSpec(k, 1), nil, t0)
+				if v.Reason != packet.ReasonNone || !v.Found {
+					t.Errorf("goroutine %d: got %+v", g, v)
+				}
+				if v.New {
+					news.Add(1)
+				}
+				tos[g] = v.To
+			}()
+		}
+		wg.Wait()
+		if news.Load() != 1 || tb.Len() != 1 || tb.PAT.InUse(pub, udp) != 1 {
+			t.Fatalf("round %d: %d new, Len %d, InUse %d, want 1 1 1", round, news.Load(), tb.Len(), tb.PAT.InUse(pub, udp))
+		}
+		for g, to := range tos {
+			if to != tos[0] {
+				t.Fatalf("round %d: goroutine %d got %v, goroutine 0 %v", round, g, to, tos[0])
+			}
+		}
+		tb.Flush(0)
+		if tb.PAT.InUse(pub, udp) != 0 {
+			t.Fatalf("round %d: mapping left after Flush", round)
+		}
+	}
+}
+
+// TestConcurrentRefreshVsExpire: a flow kept alive by packets is never
+// removed by a concurrent sweep.
+func TestConcurrentRefreshVsExpire(t *testing.T) {
+	tb := NewTable(Options{Timeouts: Timeouts{UDP: 2e9, UDPStream: 2e9}})
+	k := tup(udp, privA, 5000, remote1, 53)
+	v := mustCreate(t, tb, patSpec(k, 1), nil, t0)
+	var clock atomic.Uint32
+	clock.Store(t0)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				tb.Expire(clock.Load(), 1<<20)
+			}
+		}
+	}()
+	for i := 0; i < 20000; i++ {
+		now := clock.Load()
+		if i%100 == 0 {
+			now = clock.Add(1) // refreshed every second of the test's clock
+		}
+		dir := []Tuple{k, v.To.Reverse()}[i%2]
+		if r := tb.Track(dir, nil, now); !r.Found || r.New {
+			t.Fatalf("packet %d at %d: got %+v, want the live flow", i, now, r)
+		}
+	}
+	close(done)
+	wg.Wait()
+}
