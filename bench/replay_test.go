@@ -401,3 +401,56 @@ func icmpErrorPacket() []byte {
 	binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
 	return append(ip, icmp...)
 }
+
+// TestReplayICMPErrorThroughPAT replays a UDP datagram out and the ICMP
+// port unreachable it draws, as captured behind the NAT: the replay
+// rewrites the error's outer destination and quoted source to the PAT
+// mapping it learned, and the switch translates it back to the host.
+func TestReplayICMPErrorThroughPAT(t *testing.T) {
+	g, err := NewGenerator(GenOptions{Flows: 1, Proto: "udp", Size: 100, Inside: netip.MustParsePrefix("10.0.0.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames [][]byte
+	g.Run(func(_ int64, f []byte) error {
+		frames = append(frames, bytes.Clone(f))
+		return nil
+	})
+	out := frames[0]
+	ipOut := out[14:]
+	quoted := ipOut[:28]
+	icmp := append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, quoted...)
+	binary.BigEndian.PutUint16(icmp[2:], checksum(icmp, 0))
+	ip := make([]byte, 20)
+	ip[0], ip[8], ip[9] = 0x45, 50, protoICMP
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(icmp)))
+	copy(ip[12:16], ipOut[16:20]) // from the remote
+	copy(ip[16:20], ipOut[12:16]) // to the host
+	binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
+	eth := append(append(append([]byte{}, out[6:12]...), RouterMAC[:]...), 0x08, 0x00)
+	errFrame := append(append(eth, ip...), icmp...)
+
+	c, err := Read("icmp-error", pcapFile(t, layers.LinkTypeEthernet, out, errFrame))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	r, err := NewReplayer(c, ReplayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sinks[1].OnWrite = func(f []byte) { got = bytes.Clone(f) }
+	res := r.Run()
+	checkVerdicts(t, res)
+	if res.Forwarded != 2 || got == nil {
+		t.Fatalf("got verdicts %v, want both packets forwarded and the error delivered to the host", res.Verdicts)
+	}
+	// The host gets the error as if no NAT were in between: the quoted
+	// datagram is its own, with valid checksums.
+	gip := got[14:]
+	gl4 := gip[20:]
+	if !bytes.Equal(gip[16:20], ipOut[12:16]) || !bytes.Equal(gl4[8+12:8+20], ipOut[12:20]) ||
+		!bytes.Equal(gl4[8+20:8+24], ipOut[20:24]) || checksum(gip[:20], 0) != 0 || checksum(gl4[:int(binary.BigEndian.Uint16(gip[2:]))-20], 0) != 0 {
+		t.Errorf("delivered error % x, want it addressed to the host, quoting its datagram, with valid checksums", got)
+	}
+}
