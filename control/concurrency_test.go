@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	vswitch "roam/switch"
 )
 
 // TestConcurrentClients has many clients attach, detach, reassign (by
@@ -16,7 +18,26 @@ import (
 // end the state is consistent, no IP or port is owned twice in any
 // published config, and no attachment was lost or duplicated.
 func TestConcurrentClients(t *testing.T) {
+	for _, dp := range []string{"fake", "switch"} {
+		t.Run("dp="+dp, func(t *testing.T) { concurrentClients(t, dp) })
+	}
+}
+
+func concurrentClients(t *testing.T, dp string) {
 	f := newFixture(t, nil)
+	var sw *vswitch.Switch
+	if dp == "switch" {
+		// The real switch checks every config too: a refused one would
+		// come back as DataPathRefused, which fails the test.
+		f.svc.Close()
+		sw = vswitch.New(vswitch.Options{})
+		t.Cleanup(func() { sw.Close() })
+		svc, err := Open(Options{Store: f.store, DataPath: sw, Ports: f.ports, Gateway: f.gw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.svc = svc
+	}
 	s := f.svc
 	sn := ok(s.CreateSubnet(Root, CreateSubnetInput{CIDR: "10.20.0.0/26"}))
 	const instances, ports, clients, recsPer, ops = 6, 2, 8, 3, 120
@@ -79,7 +100,7 @@ func TestConcurrentClients(t *testing.T) {
 					}
 				}
 				if err != nil {
-					if _, isAPI := err.(*Error); !isAPI {
+					if e, isAPI := err.(*Error); !isAPI || e.Code == CodeDataPath || e.Code == CodeInternal {
 						errs <- err
 						return
 					}
@@ -105,6 +126,17 @@ func TestConcurrentClients(t *testing.T) {
 	if len(f.dp.bad) > 0 {
 		t.Fatalf("published configs inconsistent: %v", f.dp.bad[:min(5, len(f.dp.bad))])
 	}
+	record := f.dp.record
+	if sw != nil {
+		record = func(id string) *vswitch.Record {
+			for i, r := range sw.Config().Records {
+				if r.ID == id {
+					return &sw.Config().Records[i]
+				}
+			}
+			return nil
+		}
+	}
 	total, done := 0, 0
 	for _, ms := range models {
 		for _, m := range ms {
@@ -121,7 +153,7 @@ func TestConcurrentClients(t *testing.T) {
 			if !slices.Equal(e.PrivateIPs, m.ips) {
 				t.Errorf("record %s: got ips %v, want %v", m.id, e.PrivateIPs, m.ips)
 			}
-			r := f.dp.record(m.id)
+			r := record(m.id)
 			if len(r.Ports) != len(got) {
 				t.Errorf("record %s: got %d published ports, want %d", m.id, len(r.Ports), len(got))
 			}
