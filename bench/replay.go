@@ -81,10 +81,12 @@ type Result struct {
 	Loops    int     `json:"loops"`
 	Records  int     `json:"records"`
 	Packets  uint64  `json:"packets"` // every packet of every loop, including those the harness dropped
-	Seconds  float64 `json:"seconds"`
-	PPS      float64 `json:"pps"`
+	Seconds  float64 `json:"seconds"` // time inside Switch.Process
+	PPS      float64 `json:"pps"`     // Packets / Seconds
 	NsPerPkt float64 `json:"ns_per_packet"`
-	Allocs   float64 `json:"allocs_per_packet"`
+	// Allocs is the heap allocations (runtime.MemStats.Mallocs) during the
+	// run, per packet.
+	Allocs float64 `json:"allocs_per_packet"`
 	// WallSeconds includes the harness's work between batches.
 	WallSeconds  float64 `json:"wall_seconds"`
 	Flows        int     `json:"flows"`         // conntrack entries at the end
@@ -106,7 +108,7 @@ type Result struct {
 	Notes           []string `json:"notes,omitempty"`
 }
 
-// Replay loads nothing and replays c through a new switch; see Replayer.
+// Replay replays c, already in memory, through a new switch; see Replayer.
 func Replay(c *Capture, o ReplayOptions) (*Result, error) {
 	r, err := NewReplayer(c, o)
 	if err != nil {
