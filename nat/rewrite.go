@@ -142,8 +142,9 @@ func ICMPChecksumValid(frame []byte, p *packet.Parsed) bool {
 // datagram's flow was found with key ek and rewrites ek into to: the
 // embedded datagram becomes to.Reverse() (as it was before, or after, the
 // other direction's translation), the outer destination becomes the
-// embedded source, and the outer source is rewritten too when the error
-// came from the flow's own far end. The embedded IP and L4 checksums are
+// embedded source, and the outer source becomes the embedded destination's
+// translation when the error comes from the private side (from the flow's
+// own end or from a router there). The embedded IP and L4 checksums are
 // updated incrementally where their bytes are present, and the ICMP checksum
 // is recomputed over the whole message.
 func RewriteError(frame []byte, p *packet.Parsed, ek, to Tuple) {
@@ -198,9 +199,14 @@ func RewriteError(frame []byte, p *packet.Parsed, ek, to Tuple) {
 		}
 	}
 	// Outer header: the error goes back to the embedded datagram's source.
+	// When the embedded destination is translated back, the datagram had
+	// been translated on its way in: the error comes from the inside (the
+	// flow's own end or a router on the private side) and must not carry
+	// a private source out; it takes the address the peer knows (RFC 5508,
+	// section 4.2).
 	ip := packet.IPv4(frame[p.L3:])
-	if src := ip.Src(); src == emb.Dst && nemb.Dst != emb.Dst {
-		ip.SetSrc(nemb.Dst) // the far end itself reported the error
+	if nemb.Dst != emb.Dst && ip.Src() != nemb.Dst {
+		ip.SetSrc(nemb.Dst)
 	}
 	if ip.Dst() != nemb.Src {
 		ip.SetDst(nemb.Src)

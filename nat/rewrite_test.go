@@ -203,10 +203,13 @@ func TestRewriteError(t *testing.T) {
 	echoOut := patSpec(tup(icmp, privA, 777, remote1, 0), 1)
 	udpIn := natSpec(tup(udp, remote1, 1234, eip, 53), tup(udp, remote1, 1234, privC, 53), 3)
 	tcpIn := natSpec(tup(tcp, remote2, 5555, eip, 80), tup(tcp, remote2, 5555, privC, 80), 3)
+	udpInPAT := &Spec{Orig: tup(udp, remote2, 999, pub, 0), To: tup(udp, remote2, 999, privA, 40000), PATIn: true, Owner: 1}
 	vs := map[*Spec]Verdict{}
 	for _, fd := range []flowDef{{udpOut, nil}, {tcpOut, &Seg{Flags: packet.TCPSyn, WScale: -1}}, {echoOut, nil}, {udpIn, nil}, {tcpIn, &Seg{Flags: packet.TCPSyn, WScale: -1}}} {
 		vs[fd.sp] = mustCreate(t, tb, fd.sp, fd.seg, t0)
 	}
+	udpInPAT.Orig.DPort = vs[udpOut].To.SPort
+	vs[udpInPAT] = mustCreate(t, tb, udpInPAT, nil, t0)
 	for sp, v := range vs {
 		if sp.PATOut && v.To.SPort == sp.Orig.SPort {
 			t.Fatalf("%v: port preserved, the test wants it changed", sp.Orig)
@@ -237,6 +240,8 @@ func TestRewriteError(t *testing.T) {
 		{"frag needed about a first fragment", 3, 4, 576, rtr, vs[udpOut].To, udpOut.Orig, rtr, 0, true},
 		{"inbound 1:1: ttl exceeded about the reply", 11, 0, 0, rtr, tcpIn.Orig.Reverse(), tcpIn.To.Reverse(), rtr, 0, false},
 		{"inbound 1:1: the record's port unreachable", 3, 3, 0, privC, udpIn.To, udpIn.Orig, eip, 0, false},
+		{"inbound 1:1: ttl exceeded from a private router", 11, 0, 0, packettest.Addr("10.0.0.9"), udpIn.To, udpIn.Orig, eip, 0, false},
+		{"inbound through a PAT mapping: the host's port unreachable", 3, 3, 0, privA, udpInPAT.To, udpInPAT.Orig, pub, 0, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
