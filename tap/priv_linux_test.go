@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Helpers for the privileged tests. Each test makes its own namespaces and
@@ -233,8 +235,8 @@ func TestPrivilegedTAP(t *testing.T) {
 	if l.Address != mac(macA).String() || l.MTU != 1400 || !strings.Contains(strings.Join(l.Flags, ","), "UP") {
 		t.Errorf("guest side: got %+v, want address %s, mtu 1400, UP", l, mac(macA))
 	}
-	if !d.Operational() {
-		t.Error("Operational: got false, want true")
+	if !d.Operational() || !d.LinkUp() {
+		t.Errorf("got Operational %v, LinkUp %v; want both true", d.Operational(), d.LinkUp())
 	}
 	frames := startReader(t, d, 16)
 
@@ -314,10 +316,63 @@ func TestPrivilegedTAP(t *testing.T) {
 		}
 	})
 
+	t.Run("uso", func(t *testing.T) {
+		// A socket with UDP_SEGMENT hands one super-frame to the TAP,
+		// since the TAP took TUN_F_USO4.
+		c := udpDial(t, ns, "192.0.2.1:4002", "192.0.2.2:9997")
+		rc, err := c.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var serr error
+		rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT, 1000) })
+		if serr != nil {
+			t.Skipf("skipped: UDP_SEGMENT: %v", serr)
+		}
+		if _, err := c.Write(pattern(4000)); err != nil {
+			t.Fatal(err)
+		}
+		g := waitFrame(t, frames, "USO super-frame", func(g got) bool { return isUDPTo(g.b, 9997) })
+		if g.gso.Type != GSOUDPL4 || g.gso.Size != 1000 {
+			t.Fatalf("got GSO %+v, want GSOUDPL4 with size 1000", g.gso)
+		}
+		f := frameOf(g.b, g.gso)
+		out := NewFrames(8, Headroom+2000)
+		n := Segment(&f, out)
+		if n != 4 {
+			t.Fatalf("Segment: got %d datagrams, want 4", n)
+		}
+		for i := 0; i < n; i++ {
+			if err := checkFrame(out[i].Bytes()); err != nil || !bytes.Equal(udpPayload(out[i].Bytes()), pattern(4000)[i*1000:(i+1)*1000]) {
+				t.Errorf("datagram %d: %v or payload differs", i, err)
+			}
+		}
+	})
+
 	st := d.Stats()
 	if st.RxFrames < 4 || st.TxFrames < 4 || st.RxBytes == 0 || st.TxBytes == 0 {
 		t.Errorf("got stats %+v, want at least 4 frames each way", st)
 	}
+
+	t.Run("link settings", func(t *testing.T) {
+		if err := d.SetMTU(1500); err != nil || showLink(t, ns, name).MTU != 1500 {
+			t.Errorf("SetMTU(1500): got %v, mtu %d", err, showLink(t, ns, name).MTU)
+		}
+		m := net.HardwareAddr{0x02, 0, 0, 0, 0, 0xc}
+		if err := d.SetMAC(m); err != nil || showLink(t, ns, name).Address != m.String() {
+			t.Errorf("SetMAC(%s): got %v, address %s", m, err, showLink(t, ns, name).Address)
+		}
+		if err := d.SetUp(false); err != nil || d.LinkUp() {
+			t.Errorf("SetUp(false): got %v, LinkUp %v; want nil, false", err, d.LinkUp())
+		}
+		f := udpFrame(mac(macA), 5555, 7777, []byte("to a down link"), false)
+		if _, err := d.Write([]Frame{f}); err != nil || d.Stats().Drops[DropLinkDown] != 1 {
+			t.Errorf("Write to a down guest: got %v and %d link_down drops, want nil and 1", err, d.Stats().Drops[DropLinkDown])
+		}
+		if err := d.SetUp(true); err != nil || !d.LinkUp() {
+			t.Errorf("SetUp(true): got %v, LinkUp %v; want nil, true", err, d.LinkUp())
+		}
+	})
 }
 
 // forward copies frames from one port to another until src is closed and
@@ -407,18 +462,29 @@ func TestPrivilegedTAPGSO(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		noOffload bool
+		v6        bool
 	}{
-		{"offload both", false},
-		{"software segmentation", true},
+		{"offload both", false, false},
+		{"software segmentation", true, false},
+		{"offload both v6", false, true},
+		{"software segmentation v6", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nsA, nsB := newNetns(t), newNetns(t)
-			a, _ := tapInNetns(t, nsA, macA, "192.0.2.1/24", "192.0.2.2", macB, Options{})
-			b, _ := tapInNetns(t, nsB, macB, "192.0.2.2/24", "192.0.2.1", macA, Options{NoOffload: tc.noOffload})
+			a, na := tapInNetns(t, nsA, macA, "192.0.2.1/24", "192.0.2.2", macB, Options{})
+			b, nb := tapInNetns(t, nsB, macB, "192.0.2.2/24", "192.0.2.1", macA, Options{NoOffload: tc.noOffload})
+			addr := "192.0.2.2:5001"
+			if tc.v6 {
+				ipCmd(t, "-n", nsA, "addr", "add", "2001:db8::1/64", "dev", na, "nodad")
+				ipCmd(t, "-n", nsB, "addr", "add", "2001:db8::2/64", "dev", nb, "nodad")
+				ipCmd(t, "-n", nsA, "neigh", "replace", "2001:db8::2", "lladdr", mac(macB).String(), "dev", na, "nud", "permanent")
+				ipCmd(t, "-n", nsB, "neigh", "replace", "2001:db8::1", "lladdr", mac(macA).String(), "dev", nb, "nud", "permanent")
+				addr = "[2001:db8::2]:5001"
+			}
 			var ab, ba forwarder
 			ab.run(a, b)
 			ba.run(b, a)
-			tcpTransfer(t, nsA, nsB, "192.0.2.2:5001", 8<<20)
+			tcpTransfer(t, nsA, nsB, addr, 8<<20)
 			a.Close()
 			b.Close()
 			ab.wg.Wait()

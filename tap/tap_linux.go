@@ -33,6 +33,7 @@ type Device struct {
 	spec   Spec
 	queues []*Queue
 	ports  []Port
+	ctl    int // a socket in the device's namespace, for ioctls
 	gone   atomic.Bool
 	closed atomic.Bool
 	once   sync.Once
@@ -95,6 +96,12 @@ func openDevice(s Spec, opts Options) (*Device, error) {
 	}
 	var fds []int
 	err := inNetns(s.Netns, func() error {
+		// A socket in the device's namespace answers LinkUp's ioctl.
+		ctl, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("control socket: %w", err)
+		}
+		d.ctl = ctl
 		for i := 0; i < nq; i++ {
 			fd, err := openQueue(s.IfName, flags, !opts.NoOffload, !opts.NoUSO)
 			if err != nil {
@@ -107,6 +114,9 @@ func openDevice(s Spec, opts Options) (*Device, error) {
 	if err != nil {
 		for _, fd := range fds {
 			unix.Close(fd)
+		}
+		if d.ctl > 0 {
+			unix.Close(d.ctl)
 		}
 		return nil, err
 	}
@@ -191,7 +201,24 @@ func (d *Device) Read(frames []Frame) (int, error) { return d.queues[0].Read(fra
 func (d *Device) Write(frames []Frame) (int, error) { return d.queues[0].Write(frames) }
 
 // Operational reports whether the device still exists and the port is open.
+// The guest side may still be down (see LinkUp): that is the guest's choice,
+// and frames written meanwhile are dropped and counted (DropLinkDown).
 func (d *Device) Operational() bool { return !d.closed.Load() && !d.gone.Load() }
+
+// LinkUp reports whether the guest side of the device is up.
+func (d *Device) LinkUp() bool {
+	if !d.Operational() {
+		return false
+	}
+	ifr, err := unix.NewIfreq(d.spec.IfName)
+	if err != nil {
+		return false
+	}
+	if unix.IoctlIfreq(d.ctl, unix.SIOCGIFFLAGS, ifr) != nil {
+		return false
+	}
+	return ifr.Uint16()&unix.IFF_UP != 0
+}
 
 // Stats implements Stater, summing the queues.
 func (d *Device) Stats() Stats {
@@ -231,6 +258,7 @@ func (d *Device) Close() error {
 		for _, q := range d.queues {
 			q.f.Close()
 		}
+		unix.Close(d.ctl)
 	})
 	return nil
 }
