@@ -20,13 +20,14 @@ import (
 )
 
 type ctl struct {
-	out    io.Writer
-	socket string
-	json   bool
-	client *control.Client
+	out      io.Writer
+	socket   string
+	json     bool
+	client   *control.Client
+	notFound error
 }
 
-func newApp(stdout, stderr io.Writer) *cli.App {
+func newApp(stdout, stderr io.Writer) (*cli.App, *ctl) {
 	x := &ctl{out: stdout}
 	app := &cli.App{
 		Name:                 "roamctl",
@@ -58,7 +59,30 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError:   func(c *cli.Context, err error, isSub bool) error { return err },
 		ExitErrHandler: func(c *cli.Context, err error) {},
 	}
-	return app
+	app.CommandNotFound = func(c *cli.Context, name string) {
+		x.notFound = fmt.Errorf("unknown command %q (see roamctl --help)", name)
+	}
+	groupActions(app.Commands)
+	return app, x
+}
+
+// groupActions makes a command that only groups subcommands refuse an
+// unknown subcommand by name instead of printing help and succeeding.
+func groupActions(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if len(c.Subcommands) == 0 {
+			continue
+		}
+		groupActions(c.Subcommands)
+		if c.Action == nil {
+			c.Action = func(c *cli.Context) error {
+				if c.NArg() > 0 {
+					return fmt.Errorf("unknown command %q for roamctl %s (see roamctl %s --help)", c.Args().First(), c.Command.FullName(), c.Command.FullName())
+				}
+				return cli.ShowSubcommandHelp(c)
+			}
+		}
+	}
 }
 
 func (x *ctl) do(method, path string, in, out any) error {
@@ -102,14 +126,14 @@ func call[T any](x *ctl, method, path string, in any) error {
 
 func arg(c *cli.Context, i int, name string) (string, error) {
 	if c.NArg() <= i || c.Args().Get(i) == "" {
-		return "", fmt.Errorf("missing argument %s (see %s --help)", name, c.Command.FullName())
+		return "", fmt.Errorf("missing argument %s (see roamctl %s --help)", name, c.Command.FullName())
 	}
 	return c.Args().Get(i), nil
 }
 
 func exactArgs(c *cli.Context, n int, names ...string) ([]string, error) {
 	if c.NArg() > n {
-		return nil, fmt.Errorf("unexpected argument %q (see %s --help)", c.Args().Get(n), c.Command.FullName())
+		return nil, fmt.Errorf("unexpected argument %q (see roamctl %s --help)", c.Args().Get(n), c.Command.FullName())
 	}
 	out := make([]string, n)
 	for i := 0; i < n; i++ {

@@ -290,6 +290,13 @@ func TestCLIErrorsWithoutDaemon(t *testing.T) {
 	if code != 1 {
 		t.Errorf("got exit %d for --output yaml, want 1", code)
 	}
+	for _, args := range [][]string{{"frobnicate"}, {"eni", "frobnicate"}, {"sg", "rule", "frobnicate"}} {
+		errb.Reset()
+		code = run(append([]string{"roamctl"}, args...), &out, &errb)
+		if code != 1 || !strings.Contains(errb.String(), "frobnicate") {
+			t.Errorf("roamctl %v: got exit %d %q, want 1 naming the unknown command", args, code, errb.String())
+		}
+	}
 }
 
 // TestCLITable: the table mode prints headers and values.
@@ -308,7 +315,7 @@ func TestCLITable(t *testing.T) {
 
 // TestHelpEverywhere: --help works on every level of the command tree.
 func TestHelpEverywhere(t *testing.T) {
-	app := newApp(io.Discard, io.Discard)
+	app, _ := newApp(io.Discard, io.Discard)
 	var walk func(path []string, cmds []*cli.Command)
 	check := func(path []string) {
 		t.Run(strings.Join(append([]string{"roamctl"}, path...), " "), func(t *testing.T) {

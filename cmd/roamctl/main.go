@@ -23,8 +23,11 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	app := newApp(stdout, stderr)
+	app, x := newApp(stdout, stderr)
 	err := app.Run(reorder(app, args))
+	if err == nil {
+		err = x.notFound
+	}
 	if err == nil {
 		return 0
 	}
