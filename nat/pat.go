@@ -112,8 +112,17 @@ func (a *PAT) acquire(pub uint32, proto uint8, priv uint32, port uint16, now uin
 		lo, hi = 1, 1023
 	}
 	free := func(c uint32) bool {
-		e := &p.ports[c]
-		return e.refs == 0 && (p.freed[c] == 0 || now-p.freed[c] >= a.hold || now < p.freed[c])
+		if p.ports[c].refs != 0 {
+			return false
+		}
+		if p.freed[c] == 0 {
+			return true
+		}
+		// Held for a.hold after it was freed. A clock a little behind
+		// the one that freed it (another worker's batch) still sees it
+		// held; one far behind (a replay that starts over) does not.
+		d := int64(now) - int64(p.freed[c])
+		return d >= int64(a.hold) || d < -int64(a.hold)
 	}
 	take := func(c uint32) (uint16, packet.Reason) {
 		p.ports[c] = portEntry{priv: ep, refs: 1}

@@ -581,6 +581,22 @@ func TestREQ8(t *testing.T) {
 	}
 }
 
+// TestREQ8ClockSkew: a port freed by one worker is still held for another
+// whose clock is a second behind; a clock that went far back (a replay
+// starting over) does not keep ports held.
+func TestREQ8ClockSkew(t *testing.T) {
+	tb := NewTable(Options{})
+	mustCreate(t, tb, patSpec(tup(udp, privA, 40000, remote1, 53), 1), nil, t0)
+	udpTO := uint32(DefaultTimeouts().UDP / time.Second)
+	expireAll(tb, t0+udpTO+1) // freed at t0+udpTO
+	if v := mustCreate(t, tb, patSpec(tup(udp, privB, 40000, remote1, 53), 1), nil, t0+udpTO-1); v.To.SPort == 40000 {
+		t.Errorf("1 s behind the clock that freed it: port handed out")
+	}
+	if v := mustCreate(t, tb, patSpec(tup(udp, privC, 40000, remote1, 53), 1), nil, t0-1000); v.To.SPort != 40000 {
+		t.Errorf("clock far behind: got port %d, want 40000", v.To.SPort)
+	}
+}
+
 func TestREQ8Flush(t *testing.T) {
 	tb := NewTable(Options{})
 	mustCreate(t, tb, patSpec(tup(udp, privA, 40000, remote1, 53), 7), nil, t0)
