@@ -584,6 +584,38 @@ func TestPrivilegedTAPGone(t *testing.T) {
 	}
 }
 
+func TestPrivilegedTAPSmallBuffers(t *testing.T) {
+	needPrivileged(t)
+	ns := newNetns(t)
+	d, _ := tapInNetns(t, ns, macA, "192.0.2.1/24", "192.0.2.2", macB, Options{})
+	c := udpDial(t, ns, "192.0.2.1:4003", "192.0.2.2:9996")
+	c.Write(pattern(1000))
+	c.Write([]byte("short"))
+	// A frame longer than the caller's buffer is dropped and counted,
+	// never handed over cut.
+	small := NewFrames(4, Headroom+200)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := d.Read(small)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			b := small[i].Bytes()
+			if isUDPTo(b, 9996) {
+				if string(udpPayload(b)) != "short" {
+					t.Fatalf("got a %d-byte payload, want only the short datagram", len(udpPayload(b)))
+				}
+				if got := d.Stats().Drops[DropTruncated]; got != 1 {
+					t.Errorf("got %d truncated drops, want 1", got)
+				}
+				return
+			}
+		}
+	}
+	t.Fatal("the short datagram did not arrive")
+}
+
 func TestPrivilegedTAPClose(t *testing.T) {
 	needPrivileged(t)
 	ns := newNetns(t)
@@ -1023,4 +1055,41 @@ func TestPrivilegedNoAllocs(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPrivilegedNetdevSmallBuffers(t *testing.T) {
+	needPrivileged(t)
+	nsA, nsB := newNetns(t), newNetns(t)
+	va, vb := vethPair(t, nsA, nsB)
+	ipCmd(t, "-n", nsB, "addr", "add", "192.0.2.2/24", "dev", vb)
+	ipCmd(t, "-n", nsB, "neigh", "replace", "192.0.2.1", "lladdr", mac(macA).String(), "dev", vb, "nud", "permanent")
+	p, err := OpenNetdev(va, nsA, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := udpDial(t, nsB, "192.0.2.2:4003", "192.0.2.1:9996")
+	c.Write(pattern(1000))
+	c.Write([]byte("short"))
+	small := NewFrames(4, Headroom+200)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := p.Read(small)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			b := small[i].Bytes()
+			if isUDPTo(b, 9996) {
+				if string(udpPayload(b)) != "short" {
+					t.Fatalf("got a %d-byte payload, want only the short datagram", len(udpPayload(b)))
+				}
+				if got := p.Stats().Drops[DropTruncated]; got != 1 {
+					t.Errorf("got %d truncated drops, want 1", got)
+				}
+				return
+			}
+		}
+	}
+	t.Fatal("the short datagram did not arrive")
 }

@@ -307,8 +307,8 @@ func (q *Queue) err(op string, err error) error {
 
 // Read implements Port. It blocks until the guest sends a frame, then returns
 // that frame and every other one already queued, up to len(frames). Frame
-// buffers should hold Headroom+MaxFrame bytes: a longer frame is truncated by
-// the kernel.
+// buffers should hold Headroom+MaxFrame bytes: a frame that does not fit is
+// dropped and counted (DropTruncated).
 func (q *Queue) Read(frames []Frame) (int, error) {
 	if len(frames) == 0 {
 		return 0, nil
@@ -360,6 +360,13 @@ func (q *Queue) readSome(fd uintptr) bool {
 		if err != nil {
 			q.rerr = err
 			return true
+		}
+		if n > len(f.Buf)-at || n == len(f.Buf)-at && len(f.Buf)-Headroom < MaxFrame {
+			// The kernel cuts a frame to the buffer without saying so:
+			// a small buffer that came back full held a cut frame (or
+			// one that fitted exactly: it is dropped all the same).
+			q.drop(DropTruncated)
+			continue
 		}
 		if q.vnet {
 			n -= vnetHdrLen
