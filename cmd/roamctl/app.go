@@ -77,7 +77,7 @@ func groupActions(cmds []*cli.Command) {
 		if c.Action == nil {
 			c.Action = func(c *cli.Context) error {
 				if c.NArg() > 0 {
-					return fmt.Errorf("unknown command %q for roamctl %s (see roamctl %s --help)", c.Args().First(), c.Command.FullName(), c.Command.FullName())
+					return fmt.Errorf("unknown command %q for %s (see %s --help)", c.Args().First(), c.Command.HelpName, c.Command.HelpName)
 				}
 				return cli.ShowSubcommandHelp(c)
 			}
@@ -126,14 +126,14 @@ func call[T any](x *ctl, method, path string, in any) error {
 
 func arg(c *cli.Context, i int, name string) (string, error) {
 	if c.NArg() <= i || c.Args().Get(i) == "" {
-		return "", fmt.Errorf("missing argument %s (see roamctl %s --help)", name, c.Command.FullName())
+		return "", fmt.Errorf("missing argument %s (see %s --help)", name, c.Command.HelpName)
 	}
 	return c.Args().Get(i), nil
 }
 
 func exactArgs(c *cli.Context, n int, names ...string) ([]string, error) {
 	if c.NArg() > n {
-		return nil, fmt.Errorf("unexpected argument %q (see roamctl %s --help)", c.Args().Get(n), c.Command.FullName())
+		return nil, fmt.Errorf("unexpected argument %q (see %s --help)", c.Args().Get(n), c.Command.HelpName)
 	}
 	out := make([]string, n)
 	for i := 0; i < n; i++ {
