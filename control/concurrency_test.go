@@ -24,7 +24,7 @@ func TestConcurrentClients(t *testing.T) {
 }
 
 func concurrentClients(t *testing.T, dp string) {
-	f := newFixture(t, nil)
+	f := newFixtureMode(t, nil, dp == "fake") // the fake also checks the delta contract
 	var sw *vswitch.Switch
 	if dp == "switch" {
 		// The real switch checks every config too: a refused one would

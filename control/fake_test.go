@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ type fakeDP struct {
 	last    *vswitch.Config
 	fail    error
 	bad     []string
+	deltas  int
 }
 
 func newFakeDP() *fakeDP { return &fakeDP{ports: map[string]bool{}} }
@@ -57,6 +59,52 @@ func (d *fakeDP) Apply(c *vswitch.Config) error {
 	d.applied++
 	d.last = c
 	return nil
+}
+
+// deltaDP is a fakeDP that also offers the DeltaApplier fast path and
+// checks its contract: records not named as changed are exactly those of
+// the config in force.
+type deltaDP struct{ *fakeDP }
+
+func (d deltaDP) ApplyDelta(c *vswitch.Config, changed []string) error {
+	d.mu.Lock()
+	prev := d.last
+	d.deltas++
+	d.mu.Unlock()
+	if prev != nil {
+		named := map[string]bool{}
+		for _, id := range changed {
+			named[id] = true
+		}
+		old := map[string]vswitch.Record{}
+		for _, r := range prev.Records {
+			old[r.ID] = r
+		}
+		seen := 0
+		for _, r := range c.Records {
+			o, ok := old[r.ID]
+			if named[r.ID] {
+				continue
+			}
+			seen++
+			if !ok || !reflect.DeepEqual(o, r) {
+				d.mu.Lock()
+				d.bad = append(d.bad, fmt.Sprintf("gen %d: record %s changed but not named in %v", c.Gen, r.ID, changed))
+				d.mu.Unlock()
+			}
+		}
+		for id := range old {
+			if !named[id] {
+				seen--
+			}
+		}
+		if seen != 0 {
+			d.mu.Lock()
+			d.bad = append(d.bad, fmt.Sprintf("gen %d: a record appeared or vanished without being named in %v", c.Gen, changed))
+			d.mu.Unlock()
+		}
+	}
+	return d.Apply(c)
 }
 
 func (d *fakeDP) AddPort(p tap.Port) error {
@@ -114,6 +162,7 @@ func (f *fakePorts) Open(spec string) (tap.Port, error) {
 
 type fixture struct {
 	t     *testing.T
+	delta bool // offer the DeltaApplier fast path
 	svc   *Service
 	dp    *fakeDP
 	ports *fakePorts
@@ -129,19 +178,25 @@ func testGateway() Gateway {
 	}
 }
 
-func newFixture(t testing.TB, store Store) *fixture {
+func newFixture(t testing.TB, store Store) *fixture { return newFixtureMode(t, store, false) }
+
+func newFixtureMode(t testing.TB, store Store, delta bool) *fixture {
 	t.Helper()
 	if store == nil {
 		store = NewMemStore()
 	}
-	f := &fixture{dp: newFakeDP(), ports: newFakePorts(), store: store, gw: testGateway()}
+	f := &fixture{dp: newFakeDP(), ports: newFakePorts(), store: store, gw: testGateway(), delta: delta}
 	f.open(t)
 	return f
 }
 
 func (f *fixture) open(t testing.TB) {
 	t.Helper()
-	svc, err := Open(Options{Store: f.store, DataPath: f.dp, Ports: f.ports, Gateway: f.gw})
+	var dp DataPath = f.dp
+	if f.delta {
+		dp = deltaDP{f.dp}
+	}
+	svc, err := Open(Options{Store: f.store, DataPath: dp, Ports: f.ports, Gateway: f.gw})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/json"
+	"fmt"
 	"errors"
 	"net"
 	"net/netip"
@@ -80,10 +81,19 @@ type opCase struct {
 // path untouched; a success must keep the state consistent, publish it and
 // survive a restart unchanged.
 func TestOperations(t *testing.T) {
+	for _, delta := range []bool{false, true} {
+		t.Run(fmt.Sprintf("delta=%v", delta), func(t *testing.T) { operations(t, delta) })
+	}
+}
+
+func operations(t *testing.T, delta bool) {
 	for _, tc := range opCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, nil)
+			f := newFixtureMode(t, nil, delta)
 			w := buildWorld(t, f.svc)
+			if delta && f.dp.deltas == 0 {
+				t.Fatalf("the DeltaApplier fast path was never used")
+			}
 			before := dumpJSON(t, f.svc)
 			applied := f.dp.applied
 			w.mark = func() { before, applied = dumpJSON(t, f.svc), f.dp.applied }

@@ -354,7 +354,18 @@ func (s *Service) commitLocked(tx *txn, op string) error {
 	if tx.cfgDirty || len(tx.dirty) > 0 {
 		recs, override = s.records(tx)
 		cfg = s.config(tx, gen, recs)
-		if err := s.dp.Apply(cfg); err != nil {
+		var err error
+		if da, ok := s.dp.(DeltaApplier); ok && !tx.cfgDirty {
+			changed := make([]string, 0, len(tx.dirty))
+			for id := range tx.dirty {
+				changed = append(changed, id)
+			}
+			sort.Strings(changed)
+			err = da.ApplyDelta(cfg, changed)
+		} else {
+			err = s.dp.Apply(cfg)
+		}
+		if err != nil {
 			rb := &Event{Time: s.now().UTC(), UID: tx.p.UID, Operation: op, Target: tx.target,
 				Result: CodeDataPath, Message: "rolled back: " + err.Error()}
 			if rerr := s.store.Commit(tx.mutations(true), st.gen, rb); rerr != nil {
