@@ -2,8 +2,8 @@ package control
 
 import (
 	"encoding/json"
-	"fmt"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
