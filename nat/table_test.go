@@ -286,6 +286,19 @@ func TestTCPStates(t *testing.T) {
 			{Reply, R | A, 0, 555, 0, StateSynSent, packet.ReasonInvalidState, false},
 			{Reply, R | A, 0, 101, 0, StateClose, 0, false},
 		}},
+		{"RST answering a SYN retried with an earlier ISN", []step{
+			{Orig, S, 100, 0, 0, StateSynSent, 0, true},
+			{Orig, S, 50, 0, 0, StateSynSent, 0, false},
+			{Reply, R | A, 0, 101, 0, StateSynSent, packet.ReasonInvalidState, false},
+			{Reply, R | A, 0, 51, 0, StateClose, 0, false},
+		}},
+		{"SYN-ACK retried with a new ISN", []step{
+			{Orig, S, 100, 0, 0, StateSynSent, 0, true},
+			{Reply, S | A, 5000, 101, 0, StateSynRecv, 0, false},
+			{Reply, S | A, 4000, 101, 0, StateSynRecv, 0, false},
+			{Orig, A, 101, 4001, 0, StateEstablished, 0, false},
+			{Reply, R, 4001, 0, 0, StateClose, 0, false},
+		}},
 		{"mid-stream pick-up by a bare ACK", []step{
 			{Orig, A, 12345, 999, 10, StateEstablished, 0, true},
 			{Reply, A, 999, 12355, 0, StateEstablished, 0, false},

@@ -255,7 +255,11 @@ func (f *flow) window(d Dir, s *Seg) {
 	if s.Flags&packet.TCPSyn != 0 && s.WScale >= 0 {
 		f.wscale = f.wscale&^(0xf<<shift) | uint8(s.WScale)<<shift
 	}
-	if f.flags&bit == 0 || seqAfter(end, f.end[d]) {
+	// A SYN during the handshake (re)starts its sender's sequence
+	// space: a client that retries with a new ISN is answered (and
+	// reset) by the new one, whichever way it moved.
+	restart := s.Flags&packet.TCPSyn != 0 && f.state <= StateSynRecv
+	if f.flags&bit == 0 || restart || seqAfter(end, f.end[d]) {
 		f.end[d] = end
 	}
 	win := uint32(s.Win)
