@@ -44,12 +44,13 @@ const (
 	DropSegment               // software segmentation failed (malformed super-frame)
 	DropTruncated             // the kernel truncated a received frame
 	DropPeerError             // a stream peer sent a bad length and was dropped
+	DropQueueFull             // the peer's socket buffer was full (it stopped reading)
 	NumDropReasons
 )
 
 var dropNames = [NumDropReasons]string{
 	"", "no_peer", "oversize", "bad_vnet_hdr", "runt", "link_down",
-	"tx_error", "not_ip", "segment", "truncated", "peer_error",
+	"tx_error", "not_ip", "segment", "truncated", "peer_error", "queue_full",
 }
 
 // String returns the reason's snake_case name, as used in metrics.

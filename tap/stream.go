@@ -50,12 +50,19 @@ type Stream struct {
 	rbuf []byte
 	r, w int
 
-	wmu   sync.Mutex // guards the write state below
-	iovs  [][]byte
-	wv    writev
-	pfx   []byte
-	soft  softGSO
-	peers atomic.Uint64
+	wmu  sync.Mutex // guards the write state below
+	iovs [][]byte
+	orig [][]byte
+	wv   writev
+	// tail is the unsent end of a frame that a full socket buffer cut;
+	// it goes to tailPeer before any other frame.
+	tail     []byte
+	tailBuf  []byte
+	tailPeer *streamPeer
+	tailv    [1][]byte
+	pfx      []byte
+	soft     softGSO
+	peers    atomic.Uint64
 }
 
 type streamPeer struct {
@@ -247,7 +254,8 @@ func (s *Stream) readFromConn(c io.Reader, frames []Frame) (n, bytes int, ok boo
 	return n, bytes, true
 }
 
-// Write implements Port. Frames are sent with one writev per batch.
+// Write implements Port. Frames are sent with one writev per batch; Write
+// never waits for a slow peer (see flush).
 func (s *Stream) Write(frames []Frame) (int, error) {
 	if s.closed.Load() {
 		return 0, fmt.Errorf("%s: %w", s.name, ErrClosed)
@@ -302,8 +310,13 @@ func (s *Stream) add(f *Frame) {
 	s.iovs = append(s.iovs, s.pfx[at:at+4:at+4], f.Bytes())
 }
 
-// flush writes the queued frames and counts them. On a write error the peer
-// is dropped, the frames are counted as DropNoPeer, and flush returns false.
+// flush writes the queued frames without waiting and counts them. When the
+// peer's socket buffer fills (the peer stopped reading: a paused VM), the
+// frames that did not fit are dropped and counted (DropQueueFull), as a full
+// TX ring would; the unsent tail of a frame cut by the full buffer is kept and
+// sent first next time, so the framing stays intact. On a write error the
+// peer is dropped, the frames are counted as DropNoPeer, and flush returns
+// false.
 func (s *Stream) flush(p *streamPeer) bool {
 	if len(s.iovs) == 0 {
 		return true
@@ -312,18 +325,83 @@ func (s *Stream) flush(p *streamPeer) bool {
 	for i := 0; i < len(s.iovs); i += 2 {
 		s.iovs[i] = s.pfx[i*2 : i*2+4 : i*2+4]
 	}
-	n, err := s.wv.write(p, s.iovs)
-	if err == nil {
-		s.tx(len(s.iovs)/2, int(n)-len(s.pfx))
-	} else {
-		for i := 0; i < len(s.iovs); i += 2 {
+	frames := len(s.iovs) / 2
+	defer func() {
+		clear(s.iovs)
+		s.iovs = s.iovs[:0]
+		s.pfx = s.pfx[:0]
+	}()
+	if !s.sendTail(p) {
+		for range frames {
+			s.drop(DropQueueFull)
+		}
+		return true
+	}
+	// writev reslices the elements it writes partly: keep the originals.
+	s.orig = append(s.orig[:0], s.iovs...)
+	n, full, err := s.wv.write(p, s.iovs)
+	if err != nil {
+		for range frames {
 			s.drop(DropNoPeer)
 		}
 		s.dropPeer(p)
+		return false
 	}
-	s.iovs = s.iovs[:0]
-	s.pfx = s.pfx[:0]
-	return err == nil
+	sent, bytes, k := int(n), 0, 0
+	for ; k < frames; k++ {
+		l := len(s.orig[2*k+1])
+		if sent < 4+l {
+			break
+		}
+		sent -= 4 + l
+		bytes += l
+	}
+	if k < frames && sent > 0 {
+		// Frame k went out in part: the rest must follow before anything
+		// else does.
+		if s.tailBuf == nil {
+			s.tailBuf = make([]byte, 0, 4+MaxFrame)
+		}
+		s.tail = append(s.tailBuf[:0], s.orig[2*k]...)
+		s.tail = append(s.tail, s.orig[2*k+1]...)
+		s.tail = s.tail[sent:]
+		s.tailPeer = p
+		bytes += len(s.orig[2*k+1])
+		k++
+	}
+	s.tx(k, bytes)
+	if full {
+		for range frames - k {
+			s.drop(DropQueueFull)
+		}
+	}
+	clear(s.orig)
+	return true
+}
+
+// sendTail sends what is left of a frame cut by a full socket buffer, and
+// reports whether it is all gone (or belonged to an earlier peer).
+func (s *Stream) sendTail(p *streamPeer) bool {
+	if len(s.tail) == 0 {
+		return true
+	}
+	if s.tailPeer != p {
+		s.tail, s.tailPeer = s.tail[:0], nil
+		return true
+	}
+	s.tailv[0] = s.tail
+	n, _, err := s.wv.write(p, s.tailv[:])
+	s.tailv[0] = nil
+	if err != nil {
+		s.tail, s.tailPeer = s.tail[:0], nil
+		return true // the next write finds the error again and drops the peer
+	}
+	s.tail = s.tail[n:]
+	if len(s.tail) == 0 {
+		s.tailPeer = nil
+		return true
+	}
+	return false
 }
 
 // Close implements Port: it closes the listener (removing the socket file)

@@ -316,3 +316,67 @@ func FuzzStream(f *testing.F) {
 		}
 	})
 }
+
+func TestStreamSlowPeer(t *testing.T) {
+	p, path := openStream(t)
+	q := dialQEMU(t, path)
+	waitFor(t, "peer", p.Operational)
+	// A small socket buffer makes the kernel take batches in pieces, so
+	// frames get cut when it fills.
+	p.cur.Load().conn.SetWriteBuffer(16 << 10)
+	// The peer reads nothing for a while: Write must not wait, drop what
+	// does not fit, and keep the framing whole.
+	const batches, per = 100, 64
+	frames := NewFrames(per, Headroom+1600)
+	seq := uint32(0)
+	start := time.Now()
+	for b := 0; b < batches; b++ {
+		for i := range frames {
+			f := &frames[i]
+			f.Len = 1000 + int(seq%500)
+			body := f.Buf[Headroom : Headroom+f.Len]
+			for j := range body {
+				body[j] = byte(seq)
+			}
+			binary.BigEndian.PutUint32(body, seq)
+			seq++
+		}
+		if n, err := p.Write(frames); n != per || err != nil {
+			t.Fatalf("Write: got %d, %v", n, err)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("writing to a stalled peer took %v", d)
+	}
+	st := p.Stats()
+	if st.Drops[DropQueueFull] == 0 {
+		t.Fatalf("got no queue_full drops after %d frames to a peer that reads nothing (stats %+v)", batches*per, st)
+	}
+	if st.TxFrames+st.Drops[DropQueueFull] != batches*per {
+		t.Errorf("sent %d + dropped %d, want %d", st.TxFrames, st.Drops[DropQueueFull], batches*per)
+	}
+	// Now the peer reads: every frame it gets is whole, in order.
+	go func() { // a frame written now pushes out the kept tail
+		time.Sleep(100 * time.Millisecond)
+		p.Write(frames[:1])
+	}()
+	last := int64(-1)
+	got := 0
+	q.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var l [4]byte
+	for uint64(got) < st.TxFrames {
+		if _, err := io.ReadFull(q.c, l[:]); err != nil {
+			t.Fatalf("after %d frames: %v", got, err)
+		}
+		b := make([]byte, binary.BigEndian.Uint32(l[:]))
+		if _, err := io.ReadFull(q.c, b); err != nil {
+			t.Fatalf("after %d frames: %v", got, err)
+		}
+		s := binary.BigEndian.Uint32(b)
+		if int64(s) <= last || len(b) != 1000+int(s%500) || b[len(b)-1] != byte(s) {
+			t.Fatalf("frame %d: got seq %d (after %d), %d bytes: framing broken", got, s, last, len(b))
+		}
+		last = int64(s)
+		got++
+	}
+}

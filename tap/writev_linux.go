@@ -7,24 +7,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// writev writes a vector of buffers to a stream socket with writev(2),
-// through the socket's RawConn so that it waits in the poller and never
-// allocates (net.Buffers costs an allocation per call).
+// writev writes a vector of buffers to a non-blocking stream socket with
+// writev(2), through the socket's RawConn (so that it never races Close) and
+// without allocating (net.Buffers costs an allocation per call). It never
+// waits: when the socket buffer is full it stops and says so.
 type writev struct {
 	bufs [][]byte
 	iov  []unix.Iovec
 	at   int // first buffer not yet written
 	n    int64
+	full bool
 	err  error
 	fn   func(fd uintptr) bool
 }
 
-// write writes every byte of bufs, whose elements it may reslice.
-func (w *writev) write(p *streamPeer, bufs [][]byte) (int64, error) {
+// write writes as much of bufs as the socket takes, and reports how many
+// bytes that was and whether it stopped because the socket buffer was full.
+// It may reslice the elements of bufs.
+func (w *writev) write(p *streamPeer, bufs [][]byte) (int64, bool, error) {
 	if w.fn == nil {
 		w.fn = w.some
 	}
-	w.bufs, w.at, w.n, w.err = bufs, 0, 0, nil
+	w.bufs, w.at, w.n, w.full, w.err = bufs, 0, 0, false, nil
 	w.iov = w.iov[:0]
 	for _, b := range bufs {
 		var v unix.Iovec
@@ -40,7 +44,7 @@ func (w *writev) write(p *streamPeer, bufs [][]byte) (int64, error) {
 	}
 	clear(w.iov)
 	w.bufs = nil
-	return w.n, err
+	return w.n, w.full, err
 }
 
 func (w *writev) some(fd uintptr) bool {
@@ -52,7 +56,8 @@ func (w *writev) some(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false
+			w.full = true
+			return true
 		default:
 			w.err = syscall.Errno(e)
 			return true

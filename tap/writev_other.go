@@ -7,7 +7,10 @@ import "net"
 // writev writes a vector of buffers to a stream socket.
 type writev struct{ b net.Buffers }
 
-func (w *writev) write(p *streamPeer, bufs [][]byte) (int64, error) {
+// write blocks until bufs are written: outside Linux a slow peer stalls the
+// writer.
+func (w *writev) write(p *streamPeer, bufs [][]byte) (int64, bool, error) {
 	w.b = bufs
-	return w.b.WriteTo(p.conn)
+	n, err := w.b.WriteTo(p.conn)
+	return n, false, err
 }
