@@ -154,6 +154,7 @@ func TestCLI(t *testing.T) {
 				}
 			})},
 		{name: "sg delete in use", args: args("sg", "delete", "$sg"), want: "DependencyViolation"},
+		{name: "subnet delete in use", args: args("subnet", "delete", "$sub"), want: "DependencyViolation"},
 		{name: "eni create taken ip", args: args("eni", "create", "--subnet", "$sub", "--private-ip", "10.0.0.2"), want: "AddressInUse"},
 		{name: "eni create unknown subnet", args: args("eni", "create", "--subnet", "subnet-00000000"), want: "NotFound"},
 		{name: "eni list", args: args("eni", "list"), check: listLen(1)},
@@ -218,14 +219,22 @@ func TestCLI(t *testing.T) {
 		{name: "stats eni", args: args("stats", "--eni", "$eni"), check: capture("", nil)},
 		{name: "stats unknown eni", args: args("stats", "--eni", "eni-00000000"), want: "NotFound"},
 		{name: "eni detach", args: args("eni", "detach", "$eni")},
+		{name: "eni detach not attached", args: args("eni", "detach", "$eni"), want: "IncorrectState"},
+		{name: "eni detach force", args: args("eni", "detach", "$eni2", "--force")},
+		{name: "eni attach bad index", args: args("eni", "attach", "$eni2", "--instance", "vm2", "--device-index", "5"), want: "InvalidParameter"},
+		{name: "eni attach again", args: args("eni", "attach", "$eni2", "--instance", "vm2", "--device-index", "0", "--delete-on-termination")},
+		{name: "eni unassign primary", args: args("eni", "unassign-ip", "$eni", "--ip", "10.0.0.2"), want: "InvalidParameter"},
+		{name: "eni modify nothing", args: args("eni", "modify", "$eni"), want: "InvalidParameter"},
+		{name: "eni modify unknown group", args: args("eni", "modify", "$eni", "--sg", "nosuch"), want: "NotFound"},
+		{name: "eip release unknown", args: args("eip", "release", "eipalloc-00000000"), want: "NotFound"},
+		{name: "eip allocate outside pool", args: args("eip", "allocate", "--address", "192.0.2.1"), want: "InvalidParameter"},
+		{name: "instance terminate unknown", args: args("instance", "terminate", "nope"), want: "NotFound"},
+		{name: "conntrack flush unknown eni", args: args("conntrack", "flush", "--eni", "eni-00000000"), want: "NotFound"},
 		{name: "eni delete", args: args("eni", "delete", "$eni")},
 		{name: "instance terminate", args: args("instance", "terminate", "vm2")},
 		{name: "instance show terminated", args: args("instance", "show", "vm2"), want: "NotFound"},
-		{name: "record survives termination", args: args("eni", "show", "$eni2"), check: capture("", func(t *testing.T, v map[string]string, m map[string]any) {
-			expect(t, m, "available", "status")
-			expect(t, m, "10.0.0.99", "private_ip")
-		})},
-		{name: "subnet delete in use", args: args("subnet", "delete", "$sub"), want: "DependencyViolation"},
+		{name: "delete-on-termination deleted the record", args: args("eni", "show", "$eni2"), want: "NotFound"},
+		{name: "subnet delete", args: args("subnet", "delete", "$sub")},
 		{name: "sg delete", args: args("sg", "delete", "$sg")},
 		{name: "events", args: args("events", "--limit", "1000"), check: func(t *testing.T, v map[string]string, out any) {
 			l := out.([]any)
