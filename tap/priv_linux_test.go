@@ -235,6 +235,9 @@ func TestPrivilegedTAP(t *testing.T) {
 	if l.Address != mac(macA).String() || l.MTU != 1400 || !strings.Contains(strings.Join(l.Flags, ","), "UP") {
 		t.Errorf("guest side: got %+v, want address %s, mtu 1400, UP", l, mac(macA))
 	}
+	if want := "tap:" + name + "@" + ns; d.Name() != want || d.IfName() != name || d.Netns() != ns {
+		t.Errorf("got Name %q IfName %q Netns %q, want %q", d.Name(), d.IfName(), d.Netns(), want)
+	}
 	if !d.Operational() || !d.LinkUp() {
 		t.Errorf("got Operational %v, LinkUp %v; want both true", d.Operational(), d.LinkUp())
 	}
@@ -513,6 +516,9 @@ func TestPrivilegedTAPMultiqueue(t *testing.T) {
 	if len(qs) != 2 {
 		t.Fatalf("got %d queues, want 2", len(qs))
 	}
+	if want := d.Name() + "#1"; qs[1].Name() != want || !qs[1].(Operationaler).Operational() {
+		t.Errorf("queue 1: got name %q, want %q, and operational", qs[1].Name(), want)
+	}
 	var per [2]atomic.Int64
 	var total atomic.Int64
 	for i, q := range qs {
@@ -664,6 +670,9 @@ func TestPrivilegedNetdev(t *testing.T) {
 	}
 	t.Cleanup(func() { p.Close() })
 	nd := p.(*Netdev)
+	if want := "netdev:" + va + "@" + nsA; p.Name() != want {
+		t.Errorf("Name: got %q, want %q", p.Name(), want)
+	}
 	waitFor(t, "link running", nd.Operational)
 	frames := startReader(t, p, 16)
 
@@ -698,6 +707,29 @@ func TestPrivilegedNetdev(t *testing.T) {
 			case <-deadline:
 			}
 			break
+		}
+		// Without offloads the port segments and completes checksums itself.
+		plain, err := OpenNetdev(va, nsA, Options{NoOffload: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer plain.Close()
+		pb, pg := pktSpec{proto: protoUDP, src: ip4A, dst: ip4B, sport: 5555, dport: 7777, payload: []byte("partial, no offload"), partial: true}.build()
+		soft := superFrame(pktSpec{proto: protoUDP, src: ip4A, dst: ip4B, sport: 5555, dport: 7777, payload: pattern(2500)}, GSOUDPL4, 1000)
+		if _, err := plain.Write([]Frame{frameOf(pb, pg), soft}); err != nil {
+			t.Fatal(err)
+		}
+		if got := recvUDP(t, ln); string(got) != "partial, no offload" {
+			t.Errorf("got %q, want %q", got, "partial, no offload")
+		}
+		for i := 0; i < 3; i++ {
+			want := pattern(2500)[i*1000 : min(2500, (i+1)*1000)]
+			if got := recvUDP(t, ln); !bytes.Equal(got, want) {
+				t.Errorf("software segment %d: got %d bytes, want %d", i, len(got), len(want))
+			}
+		}
+		if st := plain.Stats(); st.TxFrames != 4 {
+			t.Errorf("got %d frames out without offload, want 4 (1 + 3 segments)", st.TxFrames)
 		}
 		// A USO super-frame leaves whole and arrives as datagrams.
 		us := superFrame(pktSpec{proto: protoUDP, src: ip4A, dst: ip4B, sport: 5555, dport: 7777, payload: pattern(4000)}, GSOUDPL4, 1000)
@@ -794,6 +826,9 @@ func TestPrivilegedTUN(t *testing.T) {
 	}
 	t.Cleanup(func() { p.Close() })
 	tn := p.(*TUN)
+	if want := "tun:" + name + "@" + ns; p.Name() != want || tn.BatchSize() < 1 {
+		t.Errorf("got Name %q, BatchSize %d; want %q and at least 1", p.Name(), tn.BatchSize(), want)
+	}
 	ipCmd(t, "-n", ns, "addr", "add", "192.0.2.1/24", "dev", name)
 	waitFor(t, "TUN up", tn.Operational)
 	frames := startReader(t, p, 128)
@@ -1092,4 +1127,41 @@ func TestPrivilegedNetdevSmallBuffers(t *testing.T) {
 		}
 	}
 	t.Fatal("the short datagram did not arrive")
+}
+
+func TestPrivilegedOpenErrors(t *testing.T) {
+	needPrivileged(t)
+	ns := newNetns(t)
+	d, name := tapInNetns(t, ns, macA, "192.0.2.1/24", "192.0.2.2", macB, Options{})
+	_ = d
+	va, _ := vethPair(t, ns, newNetns(t))
+	tests := []struct {
+		spec string
+		want string
+	}{
+		{"tap:x@" + uniq("nonexist"), "netns"},
+		{"tap:" + name + "@" + ns, "TUNSETIFF"}, // held by the first Device
+		{"tap:" + va + "@" + ns, "TUNSETIFF"},   // a veth, not a TAP
+		{"netdev:" + uniq("nolink") + "@" + ns, "find link"},
+		{"tun:" + va + "@" + ns, "create tun"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.spec, func(t *testing.T) {
+			p, err := Open(tc.spec, Options{})
+			if err == nil {
+				p.Close()
+				t.Fatal("got no error")
+			}
+			if !strings.Contains(err.Error(), tc.spec) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %q, want an error naming the spec and saying %q", err, tc.want)
+			}
+		})
+	}
+	// Closing the port frees the name: the same spec opens again.
+	d.Close()
+	p, err := Open("tap:"+name+"@"+ns, Options{})
+	if err != nil {
+		t.Fatalf("reopening after Close: %v", err)
+	}
+	p.Close()
 }

@@ -156,7 +156,14 @@ func openQueue(ifname string, flags uint16, vnet, uso bool) (int, error) {
 	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("TUNSETIFF %s: %w", ifname, err)
+		hint := ""
+		switch err {
+		case unix.EINVAL:
+			hint = " (a link of that name exists and is not a TAP, or its flags differ)"
+		case unix.EBUSY:
+			hint = " (the TAP exists and another process holds its queue)"
+		}
+		return -1, fmt.Errorf("TUNSETIFF %s: %w%s", ifname, err, hint)
 	}
 	if vnet {
 		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
