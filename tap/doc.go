@@ -62,7 +62,17 @@
 //
 // Stream sockets: the listener exists from Open to Close so that QEMU 7.2,
 // which does not retry, always finds it; a reconnecting peer replaces the old
-// one. Each frame is a 4-byte big-endian length and the Ethernet frame.
+// one. Each frame is a 4-byte big-endian length and the Ethernet frame. Write
+// never waits for a peer that stopped reading: what its socket buffer cannot
+// take is dropped (DropQueueFull), and a frame cut by the full buffer is
+// finished before any other, so the framing survives.
+//
+// Liveness: Operational is false once a port is closed or its device is gone;
+// for a netdev port also while the link is down, for a TUN while it is down,
+// for a stream port while no peer is connected. A TAP whose guest side is down
+// stays operational (Device.LinkUp tells), and frames written to it are
+// dropped and counted (DropLinkDown). Deleting a namespace's name does not
+// remove a TAP inside it: roam's queue keeps the namespace alive.
 //
 // Concurrency: Read must be called from one goroutine at a time (per queue);
 // Write is safe for concurrent use on every driver here.

@@ -622,29 +622,64 @@ func TestPrivilegedTAPSmallBuffers(t *testing.T) {
 	t.Fatal("the short datagram did not arrive")
 }
 
-func TestPrivilegedTAPClose(t *testing.T) {
+func TestPrivilegedClose(t *testing.T) {
 	needPrivileged(t)
-	ns := newNetns(t)
-	d, _ := tapInNetns(t, ns, macA, "192.0.2.1/24", "192.0.2.2", macB, Options{})
-	errc := make(chan error, 1)
-	go func() {
-		fr := NewFrames(8, Headroom+MaxFrame)
-		for {
-			if _, err := d.Read(fr); err != nil {
-				errc <- err
-				return
+	open := map[string]func(t *testing.T) Port{
+		"tap": func(t *testing.T) Port {
+			d, _ := tapInNetns(t, newNetns(t), macA, "192.0.2.1/24", "192.0.2.2", macB, Options{})
+			return d
+		},
+		"tap queue": func(t *testing.T) Port {
+			d, _ := tapInNetns(t, newNetns(t), macA, "192.0.2.1/24", "192.0.2.2", macB, Options{Queues: 3})
+			return d.Queues()[2]
+		},
+		"netdev": func(t *testing.T) Port {
+			ns := newNetns(t)
+			va, _ := vethPair(t, ns, newNetns(t))
+			p, err := OpenNetdev(va, ns, Options{})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}()
-	time.Sleep(50 * time.Millisecond)
-	d.Close()
-	select {
-	case err := <-errc:
-		if !errorsIs(err, ErrClosed) {
-			t.Errorf("got %v, want ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not unblock Read")
+			return p
+		},
+		"tun": func(t *testing.T) Port {
+			p, err := OpenTUN(uniq("rtu"), newNetns(t), Options{Up: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		},
+	}
+	for name, fn := range open {
+		t.Run(name, func(t *testing.T) {
+			p := fn(t)
+			errc := make(chan error, 1)
+			go func() {
+				fr := NewFrames(64, Headroom+MaxFrame)
+				for {
+					if _, err := p.Read(fr); err != nil {
+						errc <- err
+						return
+					}
+				}
+			}()
+			time.Sleep(50 * time.Millisecond)
+			p.Close()
+			select {
+			case err := <-errc:
+				if !errorsIs(err, ErrClosed) {
+					t.Errorf("Read: got %v, want ErrClosed", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close did not unblock Read")
+			}
+			if _, err := p.Write(smallFrames(1)); !errorsIs(err, ErrClosed) {
+				t.Errorf("Write after Close: got %v, want ErrClosed", err)
+			}
+			if o, ok := p.(Operationaler); !ok || o.Operational() {
+				t.Error("Operational after Close: got true, want false")
+			}
+		})
 	}
 }
 
