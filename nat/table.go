@@ -527,11 +527,11 @@ func (t *Table) Create(sp *Spec, seg *Seg, now uint32) Verdict {
 		// removed; try again.
 		v = t.create(sp, to, seg, now)
 	}
-	if v.Reason == packet.ReasonTableFull && t.reclaimAt.Swap(now) != now {
-		// Full, and create could only reclaim expired flows of its own
-		// two shards: sweep the others (bounded, at most once a
-		// second, so a flood of new flows cannot make every packet
-		// pay for a sweep) and try again.
+	if (v.Reason == packet.ReasonTableFull || v.Reason == packet.ReasonBudget) && t.reclaimAt.Swap(now) != now {
+		// Full (or the owner at its budget), and create could only
+		// reclaim expired flows of its own two shards: sweep the others
+		// (bounded, at most once a second, so a flood of new flows
+		// cannot make every packet pay for a sweep) and try again.
 		if t.expire(now, reclaimMax, reclaimScan) > 0 {
 			v = t.create(sp, to, seg, now)
 		}

@@ -713,6 +713,17 @@ func TestLimits(t *testing.T) {
 		if v := budget(1, 200); v.Reason != packet.ReasonNone {
 			t.Errorf("owner 1 after flush: got %v, want none", v.Reason)
 		}
+		// Expired flows do not count against the budget, swept or not.
+		late := t0 + uint32(DefaultTimeouts().UDP/time.Second) + 10
+		sp2 := patSpec(tup(udp, privA+2, 300, remote1, 53), 2)
+		sp2.Budget = 3
+		if v := tb.Create(sp2, nil, late); v.Reason != packet.ReasonNone {
+			t.Errorf("owner 2 once its flows expired: got %v, want none", v.Reason)
+		}
+		if tb.OwnerLen(2) != 1 {
+			t.Errorf("OwnerLen(2) after the sweep: got %d, want 1", tb.OwnerLen(2))
+		}
+
 	})
 }
 
