@@ -503,35 +503,26 @@ func (w *worker) enqueue(ps *portState, f *tap.Frame) {
 		// The batch no longer goes whole to one port: queue what it sent.
 		w.idOK = false
 		if w.idN > 0 {
-			w.outs = append(w.outs, outQ{})
-			w.outs[len(w.outs)-1] = outQ{ps: w.idPort, frames: append(w.takeQueue(w.idPort), w.in[:w.idN]...)}
+			q := w.queue(w.idPort)
+			q.frames = append(q.frames, w.in[:w.idN]...)
 		}
 	}
 	w.enqueueQueued(ps, f)
 }
 
-// takeQueue removes and returns the (empty) queue kept for ps, so its
-// capacity is reused.
-func (w *worker) takeQueue(ps *portState) []tap.Frame {
-	for i := range w.outs {
-		if w.outs[i].ps == ps && len(w.outs[i].frames) == 0 {
-			q := w.outs[i].frames
-			w.outs[i].ps = nil
-			return q
-		}
-	}
-	return nil
-}
-
-func (w *worker) enqueueQueued(ps *portState, f *tap.Frame) {
+// queue returns the output queue of ps, adding one if needed.
+func (w *worker) queue(ps *portState) *outQ {
 	for i := range w.outs {
 		if w.outs[i].ps == ps {
-			w.outs[i].frames = append(w.outs[i].frames, *f)
-			return
+			return &w.outs[i]
 		}
 	}
 	w.outs = append(w.outs, outQ{ps: ps})
-	q := &w.outs[len(w.outs)-1]
+	return &w.outs[len(w.outs)-1]
+}
+
+func (w *worker) enqueueQueued(ps *portState, f *tap.Frame) {
+	q := w.queue(ps)
 	q.frames = append(q.frames, *f)
 }
 
@@ -564,11 +555,11 @@ func (w *worker) flush() {
 		clear(q.frames)
 		q.frames = q.frames[:0]
 	}
-	// Keep the queues (and their capacity) for the next batch, but forget
-	// ports that were idle, so a removed port is not kept alive forever.
+	// Keep the queues (and their capacity) for the next batch; forget
+	// those of ports that went down, so a removed port is not kept alive.
 	j := 0
 	for i := range w.outs {
-		if w.outs[i].ps != nil && cap(w.outs[i].frames) > 0 && w.outs[i].ps.up.Load() {
+		if w.outs[i].ps != nil && w.outs[i].ps.up.Load() {
 			w.outs[j] = w.outs[i]
 			j++
 		}

@@ -55,7 +55,7 @@ type Switch struct {
 	nextSlot uint32
 	started  bool
 	wg       sync.WaitGroup
-	workers  sync.Pool
+	workers  chan *worker // idle workers for Process (not a sync.Pool: GC would drop them)
 }
 
 // recordState is what survives snapshots for a record: its counters and
@@ -140,7 +140,7 @@ func New(o Options) *Switch {
 	s.budget = int32(o.DefaultFlowBudget)
 	empty, _ := compile(&Config{}, nil, nil, s.budget)
 	s.snap.Store(empty)
-	s.workers.New = func() any { return newWorker(s) }
+	s.workers = make(chan *worker, 8)
 	return s
 }
 
@@ -386,13 +386,21 @@ func (s *Switch) Process(port string, frames []tap.Frame) {
 	s.mu.Lock()
 	ps := s.ports[port]
 	s.mu.Unlock()
-	w := s.workers.Get().(*worker)
+	var w *worker
+	select {
+	case w = <-s.workers:
+	default:
+		w = newWorker(s)
+	}
 	if ps == nil {
 		w.dropAll(len(frames))
 	} else {
 		w.process(ps, frames)
 	}
-	s.workers.Put(w)
+	select {
+	case s.workers <- w:
+	default:
+	}
 }
 
 // Counters returns the switch's counters.
