@@ -6,9 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -253,9 +251,6 @@ func (bw *benchWorld) inProcess(path string, in any) error {
 	return err
 }
 
-var _ = os.Getpid
-var _ = filepath.Join
-var _ = strings.Cut
 
 // BenchmarkSwitchApply isolates the switch's share of a reassign: applying
 // a config in which one record moved, with 1K and 10K records. Its cost

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
-	"os"
 	"os/user"
 	"strconv"
 	"strings"
@@ -253,5 +251,3 @@ compdef _roamctl roamctl
 `,
 }
 
-var _ = http.MethodGet
-var _ = os.Stdout

@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -355,5 +353,3 @@ func TestHelpEverywhere(t *testing.T) {
 	}
 }
 
-var _ = os.Getpid
-var _ = filepath.Join
