@@ -251,7 +251,6 @@ func (bw *benchWorld) inProcess(path string, in any) error {
 	return err
 }
 
-
 // BenchmarkSwitchApply isolates the switch's share of a reassign: applying
 // a config in which one record moved, with 1K and 10K records. Its cost
 // grows with the number of records because Apply compiles the whole config.

@@ -250,4 +250,3 @@ _roamctl() {
 compdef _roamctl roamctl
 `,
 }
-

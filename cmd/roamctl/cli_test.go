@@ -352,4 +352,3 @@ func TestHelpEverywhere(t *testing.T) {
 		t.Errorf("completion bash: exit %d %q", code, out.String())
 	}
 }
-
