@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -1199,4 +1200,50 @@ func TestPrivilegedOpenErrors(t *testing.T) {
 		t.Fatalf("reopening after Close: %v", err)
 	}
 	p.Close()
+}
+
+// TestPrivilegedNetdevOnTAP attaches a netdev port to a TAP held by another
+// process, as roam does with QEMU's -netdev tap: a Device plays QEMU.
+func TestPrivilegedNetdevOnTAP(t *testing.T) {
+	needPrivileged(t)
+	ns := newNetns(t)
+	qemu, name := tapInNetns(t, ns, macA, "192.0.2.1/24", "192.0.2.2", macB, Options{})
+	nd, err := OpenNetdev(name, ns, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nd.Close()
+	fromGuest := startReader(t, nd, 16)
+	toGuest := startReader(t, qemu, 16)
+	// Frames between two MACs that are not the TAP's: the namespace's
+	// stack ignores them.
+	spec := pktSpec{proto: protoTCP, src: netip.MustParseAddr("192.0.2.10"), dst: netip.MustParseAddr("192.0.2.20"), sport: 1000, dport: 2000, seq: 5, flags: 0x18, payload: pattern(30000)}
+	isOurs := func(g got) bool {
+		_, l4, proto, _, ok := l4Info(g.b)
+		return ok && proto == protoTCP && binary.BigEndian.Uint16(g.b[l4+2:]) == 2000
+	}
+	for _, dir := range []struct {
+		name string
+		src  Port
+		dst  <-chan got
+	}{
+		{"guest to roam", qemu, fromGuest},
+		{"roam to guest", nd, toGuest},
+	} {
+		t.Run(dir.name, func(t *testing.T) {
+			f := superFrame(spec, GSOTCPv4, 1448)
+			copy(f.Buf[f.Off:], []byte{0x02, 0, 0, 0, 0, 0x20, 0x02, 0, 0, 0, 0, 0x10})
+			want := append([]byte(nil), f.Bytes()...)
+			if _, err := dir.src.Write([]Frame{f}); err != nil {
+				t.Fatal(err)
+			}
+			g := waitFrame(t, dir.dst, "the super-frame", isOurs)
+			if g.gso.Type != GSOTCPv4 || g.gso.Size != 1448 || !g.gso.NeedsCsum {
+				t.Errorf("got GSO %+v, want a TCPv4 super-frame of 1448-byte segments with a partial checksum", g.gso)
+			}
+			if !bytes.Equal(g.b, want) {
+				t.Errorf("got %d bytes, want the %d-byte super-frame unchanged", len(g.b), len(want))
+			}
+		})
+	}
 }
