@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sort"
 	"sync"
@@ -498,6 +499,19 @@ func (s *Service) Check() []string {
 		}
 		if len(s.last.Records) != len(s.st.enis) {
 			bad = append(bad, fmt.Sprintf("published %d records, state has %d", len(s.last.Records), len(s.st.enis)))
+		}
+		// The incrementally maintained records must be what a full
+		// rebuild would publish.
+		v := s.st.view()
+		for id, e := range s.st.enis {
+			i, ok := s.st.recIdx[id]
+			if !ok || i >= len(s.last.Records) {
+				bad = append(bad, fmt.Sprintf("record %s not published", id))
+				continue
+			}
+			if got, want := s.last.Records[i], s.record(v, e); !reflect.DeepEqual(got, want) {
+				bad = append(bad, fmt.Sprintf("record %s published as %+v, want %+v", id, got, want))
+			}
 		}
 	}
 	return bad
