@@ -66,14 +66,16 @@ type flow struct {
 type shard struct {
 	mu     sync.Mutex
 	id     uint32
-	slots  []uint64 // tag<<32 | dir<<31 | ref; 0 is empty
+	slots  []uint64                 // tag<<32 | dir<<31 | ref; 0 is empty
+	pslots atomic.Pointer[[]uint64] // slots, for lock-free prefetching
 	used   int
-	chunks [][]flow // fixed length; entries set once under mu
-	cbits  uint32   // log2 of the chunk size, by the table's limit
-	free   uint32   // free list head (arena index), 0: none
-	next   uint32   // next never-used arena index
-	live   int      // flows owned by this shard
-	sweep  uint32   // expiry cursor
+	chunks [][]flow               // fixed length; entries set once under mu
+	cbase  []atomic.Pointer[flow] // &chunks[c][0], for lock-free prefetching
+	cbits  uint32                 // log2 of the chunk size, by the table's limit
+	free   uint32                 // free list head (arena index), 0: none
+	next   uint32                 // next never-used arena index
+	live   int                    // flows owned by this shard
+	sweep  uint32                 // expiry cursor
 	_      [40]byte
 }
 
@@ -146,7 +148,9 @@ func NewTable(o Options) *Table {
 		s := &t.shards[i]
 		s.id = uint32(i)
 		s.slots = make([]uint64, minSlots)
+		s.pslots.Store(&s.slots)
 		s.chunks = make([][]flow, nchunks)
+		s.cbase = make([]atomic.Pointer[flow], nchunks)
 		s.cbits = cbits
 		s.next = 1 // index 0 is never used, so no ref is 0
 	}
@@ -218,7 +222,9 @@ func (t *Table) insertLocked(s *shard, h uint64, ref uint32, dir Dir) {
 
 func (t *Table) growLocked(s *shard) {
 	old := s.slots
-	s.slots = make([]uint64, 2*len(old))
+	grown := make([]uint64, 2*len(old))
+	s.slots = grown
+	s.pslots.Store(&grown)
 	mask := uint32(len(s.slots) - 1)
 	for _, sl := range old {
 		if sl == 0 {
@@ -272,6 +278,7 @@ func (s *shard) allocLocked() uint32 {
 	}
 	if s.chunks[c] == nil {
 		s.chunks[c] = make([]flow, 1<<s.cbits)
+		s.cbase[c].Store(&s.chunks[c][0])
 	}
 	s.next++
 	return s.id<<refShardShift | i
@@ -324,7 +331,11 @@ func (t *Table) Track(k Tuple, seg *Seg, now uint32) Verdict {
 // TrackInto is Track writing its verdict into v (which it resets), so that
 // the data path copies no verdicts around.
 func (t *Table) TrackInto(k Tuple, seg *Seg, now uint32, v *Verdict) {
-	h := k.hash(t.seed)
+	t.TrackHashed(k, k.hash(t.seed), seg, now, v)
+}
+
+// TrackHashed is TrackInto for a key whose hash (Hash) is known.
+func (t *Table) TrackHashed(k Tuple, h uint64, seg *Seg, now uint32, v *Verdict) {
 	x := t.shardOf(h)
 	x.mu.Lock()
 	ref, dir, ok := t.findLocked(x, k, h)

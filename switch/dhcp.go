@@ -22,7 +22,7 @@ const (
 
 // isDHCP reports whether the current packet is a DHCP client message.
 func (w *worker) isDHCP() bool {
-	p := &w.p
+	p := w.p
 	return p.Proto == packet.ProtoUDP && p.L4 != 0 && p.Frag == packet.NotFragment &&
 		p.DPort == dhcpServerPort && p.SPort == dhcpClientPort
 }
@@ -35,7 +35,7 @@ func (w *worker) isDHCP() bool {
 // traffic: the library allocates, the data path's fast path does not go
 // here.
 func (w *worker) dhcp(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame) {
-	p := &w.p
+	p := w.p
 	frame := f.Bytes()
 	req, err := dhcpv4.FromBytes(frame[p.L4+packet.UDPLen : p.End])
 	if err != nil || req.OpCode != dhcpv4.OpcodeBootRequest {

@@ -67,7 +67,7 @@ func (w *worker) local(in *portState, f *tap.Frame) {
 // toGateway handles an IPv4 packet from a record to its subnet's gateway:
 // ICMP echo is answered; anything else is not for roam.
 func (w *worker) toGateway(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame) {
-	p := &w.p
+	p := w.p
 	if p.Proto == packet.ProtoICMP && p.ICMPType == packet.ICMPEcho && p.Frag == packet.NotFragment {
 		w.echoReply(in, f)
 		return
@@ -77,7 +77,7 @@ func (w *worker) toGateway(snap *Snapshot, in *portState, rec *recEntry, f *tap.
 
 // echoReply turns an ICMP echo request into its reply in place.
 func (w *worker) echoReply(in *portState, f *tap.Frame) {
-	p := &w.p
+	p := w.p
 	frame := f.Bytes()
 	eth := packet.Ethernet(frame)
 	src, dst := eth.Src(), eth.Dst()
@@ -103,7 +103,7 @@ func (w *worker) echoReply(in *portState, f *tap.Frame) {
 // sends it back out of port in. The error carries the offending datagram's
 // header and as much of its data as fits in 576 bytes (RFC 1812 4.3.2.3).
 func (w *worker) icmpErrorReply(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, typ, code uint8, mtu int) {
-	p := &w.p
+	p := w.p
 	if p.ICMPType != 0 && p.Proto == packet.ProtoICMP && packet.IsError(p.ICMPType) {
 		return // never an error about an error
 	}

@@ -10,16 +10,22 @@ import (
 // per-destination output batches and counters. One runs per port reader;
 // Process borrows one from a pool. Nothing in it is shared.
 type worker struct {
-	s      *Switch
-	p      packet.Parsed
-	seg    nat.Seg
-	outs   []outQ
-	bc     batchCounts
-	tally  recTally
-	extra  []tap.Frame // buffers for fragments released from the hold pool
-	nextra int
-	lastEx uint32
-	v      nat.Verdict
+	s       *Switch
+	p       *packet.Parsed // the packet being processed (in pp, or scratch)
+	h       uint64         // its conntrack hash when known, else 0
+	pp      []packet.Parsed
+	pr      []packet.Reason
+	ph      []uint64
+	sink    uint64 // keeps prefetch loads alive
+	scratch packet.Parsed
+	seg     nat.Seg
+	outs    []outQ
+	bc      batchCounts
+	tally   recTally
+	extra   []tap.Frame // buffers for fragments released from the hold pool
+	nextra  int
+	lastEx  uint32
+	v       nat.Verdict
 
 	// Identity output: while every frame of the batch so far goes, in
 	// order, to one port, the batch itself is written at flush without
@@ -49,8 +55,37 @@ func (w *worker) process(in *portState, frames []tap.Frame) {
 	w.in, w.idPort, w.idN, w.idOK = frames, nil, 0, true
 	rec := snap.ports[in]
 	up := in == snap.uplink && in != nil
+	n := len(frames)
+	if cap(w.pp) < n {
+		w.pp, w.pr, w.ph = make([]packet.Parsed, n), make([]packet.Reason, n), make([]uint64, n)
+	}
+	pp, pr, ph := w.pp[:n], w.pr[:n], w.ph[:n]
+	// Vectors: parse all, then (for a table too large for the caches)
+	// touch every packet's index slot, then every packet's flow, so that
+	// the batch's cache misses overlap; then process each packet.
 	for i := range frames {
-		w.one(snap, in, rec, up, &frames[i], now)
+		pr[i] = packet.Parse(frames[i].Bytes(), &pp[i])
+	}
+	ct := w.s.ct
+	if ct.Len() >= prefetchAbove {
+		for i := range pp {
+			ph[i] = 0
+			if p := &pp[i]; pr[i] == packet.ReasonNone && p.EthType == packet.EtherTypeIPv4 && p.Frag != packet.LaterFragment && !p.IsError {
+				ph[i] = ct.Hash(nat.TupleOf(p))
+				w.sink += ct.PrefetchIndex(ph[i])
+			}
+		}
+		for _, h := range ph {
+			if h != 0 {
+				w.sink += ct.PrefetchFlow(h)
+			}
+		}
+	} else {
+		clear(ph)
+	}
+	for i := range frames {
+		w.p, w.h = &pp[i], ph[i]
+		w.one(snap, in, rec, up, &frames[i], now, pr[i])
 	}
 	w.flush()
 	w.tally.flush()
@@ -77,11 +112,11 @@ func (w *worker) drop(r packet.Reason, rec *recEntry) {
 	}
 }
 
-func (w *worker) one(snap *Snapshot, in *portState, rec *recEntry, up bool, f *tap.Frame, now uint32) {
+func (w *worker) one(snap *Snapshot, in *portState, rec *recEntry, up bool, f *tap.Frame, now uint32, r packet.Reason) {
 	frame := f.Bytes()
-	p := &w.p
+	p := w.p
 	w.bc.packets++
-	if r := packet.Parse(frame, p); r != packet.ReasonNone {
+	if r != packet.ReasonNone {
 		w.drop(r, rec)
 		return
 	}
@@ -105,16 +140,28 @@ func (w *worker) one(snap *Snapshot, in *portState, rec *recEntry, up bool, f *t
 	}
 }
 
+// hash returns the conntrack hash of the current packet's key k.
+func (w *worker) hash(k nat.Tuple) uint64 {
+	if w.h != 0 {
+		return w.h
+	}
+	return w.s.ct.Hash(k)
+}
+
+// prefetchAbove is the table size from which batches prefetch: below it,
+// the table stays in the caches and prefetching only costs.
+const prefetchAbove = 1 << 16
+
 // seg decodes the TCP segment of the current packet, or returns nil.
 func (w *worker) segment(frame []byte) *nat.Seg {
-	if nat.SegOf(&w.p, frame, &w.seg) {
+	if nat.SegOf(w.p, frame, &w.seg) {
 		return &w.seg
 	}
 	return nil
 }
 
 func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, now uint32) {
-	p := &w.p
+	p := w.p
 	frame := f.Bytes()
 	if w.isDHCP() {
 		w.dhcp(snap, in, rec, f)
@@ -143,7 +190,7 @@ func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap
 	k := nat.TupleOf(p)
 	seg := w.segment(frame)
 	v := &w.v
-	w.s.ct.TrackInto(k, seg, now, v)
+	w.s.ct.TrackHashed(k, w.hash(k), seg, now, v)
 	if !v.Found && v.Reason == packet.ReasonNone {
 		*v = w.newFromRecord(snap, rec, k, seg, now)
 	} else if v.New {
@@ -165,7 +212,7 @@ func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap
 
 // admitFromRecord applies the security groups to a flow from rec.
 func (w *worker) admitFromRecord(snap *Snapshot, rec *recEntry, k nat.Tuple) packet.Reason {
-	p := &w.p
+	p := w.p
 	if !allows(rec.egress, p, k.Dst) {
 		return packet.ReasonSGEgress
 	}
@@ -177,7 +224,7 @@ func (w *worker) admitFromRecord(snap *Snapshot, rec *recEntry, k nat.Tuple) pac
 
 // newFromRecord decides and creates the flow of a first packet from rec.
 func (w *worker) newFromRecord(snap *Snapshot, rec *recEntry, k nat.Tuple, seg *nat.Seg, now uint32) nat.Verdict {
-	p := &w.p
+	p := w.p
 	if p.Proto == packet.ProtoICMP && !packet.IsQueryRequest(p.ICMPType) {
 		return nat.Verdict{Reason: packet.ReasonICMPNoFlow}
 	}
@@ -247,7 +294,7 @@ func (w *worker) snat(snap *Snapshot, rec *recEntry, sp *nat.Spec) packet.Reason
 }
 
 func (w *worker) fromUplink(snap *Snapshot, in *portState, f *tap.Frame, now uint32) {
-	p := &w.p
+	p := w.p
 	frame := f.Bytes()
 	if !snap.isPublic(p.Dst) {
 		w.drop(packet.ReasonNotForUs, nil)
@@ -268,7 +315,7 @@ func (w *worker) fromUplink(snap *Snapshot, in *portState, f *tap.Frame, now uin
 	k := nat.TupleOf(p)
 	seg := w.segment(frame)
 	v := &w.v
-	w.s.ct.TrackInto(k, seg, now, v)
+	w.s.ct.TrackHashed(k, w.hash(k), seg, now, v)
 	var d *recEntry
 	if !v.Found && v.Reason == packet.ReasonNone {
 		*v, d = w.newFromUplink(snap, k, seg, now)
@@ -286,7 +333,7 @@ func (w *worker) fromUplink(snap *Snapshot, in *portState, f *tap.Frame, now uin
 }
 
 func (w *worker) newFromUplink(snap *Snapshot, k nat.Tuple, seg *nat.Seg, now uint32) (nat.Verdict, *recEntry) {
-	p := &w.p
+	p := w.p
 	if p.Proto == packet.ProtoICMP && !packet.IsQueryRequest(p.ICMPType) {
 		return nat.Verdict{Reason: packet.ReasonICMPNoFlow}, nil
 	}
@@ -320,7 +367,7 @@ func (w *worker) newFromUplink(snap *Snapshot, k nat.Tuple, seg *nat.Seg, now ui
 // (RFC 5508): the checksum must verify, the flow must exist, and the flow is
 // neither refreshed nor changed.
 func (w *worker) icmpError(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, now uint32) {
-	p := &w.p
+	p := w.p
 	frame := f.Bytes()
 	if !nat.ICMPChecksumValid(frame, p) {
 		w.drop(packet.ReasonBadChecksum, rec)
@@ -409,7 +456,7 @@ func pick(ports []*portState, ref uint32) *portState {
 // forward sends a tracked packet on: resolve its destination by the
 // translated address, apply TTL and MTU rules, rewrite it, and queue it.
 func (w *worker) forward(snap *Snapshot, in *portState, from *recEntry, f *tap.Frame, k nat.Tuple, v *nat.Verdict, now uint32) {
-	p := &w.p
+	p := w.p
 	frame := f.Bytes()
 	to := v.To
 	ps, d, r := w.resolve(snap, to.Dst)
@@ -573,7 +620,7 @@ func (w *worker) flush() {
 // laterFragment forwards a non-first fragment by its datagram's first
 // fragment's verdict, or holds it until that arrives.
 func (w *worker) laterFragment(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, now uint32) {
-	p := &w.p
+	p := w.p
 	frame := f.Bytes()
 	fk := nat.FragKeyOf(p, frame)
 	r, nsrc, ndst, ok := w.s.frags.Lookup(fk, now)
@@ -591,7 +638,7 @@ func (w *worker) laterFragment(snap *Snapshot, in *portState, rec *recEntry, f *
 }
 
 func (w *worker) forwardFragment(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, nsrc, ndst uint32) {
-	p := &w.p
+	p := w.p
 	frame := f.Bytes()
 	ps, d, r := w.resolve(snap, ndst)
 	if r == packet.ReasonNone && ps == nil {
@@ -627,14 +674,15 @@ func (w *worker) forwardFragment(snap *Snapshot, in *portState, rec *recEntry, f
 // datagram and releases the fragments held for it. It is a no-op for
 // packets that are not first fragments.
 func (w *worker) fragVerdict(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, v *nat.Verdict, now uint32) {
-	p := &w.p
+	p := w.p
 	if p.Frag != packet.FirstFragment {
 		return
 	}
 	frame := f.Bytes()
 	fk := nat.FragKeyOf(p, frame)
 	w.s.frags.Learn(fk, v.Reason, v.To.Src, v.To.Dst, now)
-	saved := *p
+	saved := w.p
+	w.p = &w.scratch
 	w.s.frags.Drain(fk, func(held []byte) {
 		if v.Reason != packet.ReasonNone || w.nextra == len(w.extra) {
 			r := v.Reason
@@ -649,11 +697,11 @@ func (w *worker) fragVerdict(snap *Snapshot, in *portState, rec *recEntry, f *ta
 		x.Off = tap.Headroom
 		x.Len = copy(x.Buf[x.Off:], held)
 		x.GSO = tap.GSO{}
-		if packet.Parse(x.Bytes(), &w.p) != packet.ReasonNone {
+		if packet.Parse(x.Bytes(), w.p) != packet.ReasonNone {
 			w.drop(packet.ReasonBadIPHeader, rec)
 			return
 		}
 		w.forwardFragment(snap, in, rec, x, v.To.Src, v.To.Dst)
 	})
-	*p = saved
+	w.p = saved
 }
