@@ -33,7 +33,8 @@ type Device struct {
 	spec   Spec
 	queues []*Queue
 	ports  []Port
-	ctl    int // a socket in the device's namespace, for ioctls
+	ctl    int  // a socket in the device's namespace, for ioctls
+	uso    bool // the kernel took TUN_F_USO4|TUN_F_USO6
 	gone   atomic.Bool
 	closed atomic.Bool
 	once   sync.Once
@@ -103,10 +104,11 @@ func openDevice(s Spec, opts Options) (*Device, error) {
 		}
 		d.ctl = ctl
 		for i := 0; i < nq; i++ {
-			fd, err := openQueue(s.IfName, flags, !opts.NoOffload, !opts.NoUSO)
+			fd, uso, err := openQueue(s.IfName, flags, !opts.NoOffload, !opts.NoUSO)
 			if err != nil {
 				return fmt.Errorf("queue %d: %w", i, err)
 			}
+			d.uso = uso
 			fds = append(fds, fd)
 		}
 		return nil
@@ -142,20 +144,23 @@ func openDevice(s Spec, opts Options) (*Device, error) {
 	return d, nil
 }
 
-// openQueue opens one queue of the TAP device in the current namespace.
-func openQueue(ifname string, flags uint16, vnet, uso bool) (int, error) {
+// openQueue opens one queue of the TAP device in the current namespace and
+// reports whether the kernel took USO.
+func openQueue(ifname string, flags uint16, vnet, uso bool) (int, bool, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return -1, fmt.Errorf("open /dev/net/tun: %w", err)
+		return -1, false, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	fail := func(err error) (int, bool, error) {
+		unix.Close(fd)
+		return -1, false, err
 	}
 	ifr, err := unix.NewIfreq(ifname)
 	if err != nil {
-		unix.Close(fd)
-		return -1, err
+		return fail(err)
 	}
 	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
 		hint := ""
 		switch err {
 		case unix.EINVAL:
@@ -163,31 +168,27 @@ func openQueue(ifname string, flags uint16, vnet, uso bool) (int, error) {
 		case unix.EBUSY:
 			hint = " (the TAP exists and another process holds its queue)"
 		}
-		return -1, fmt.Errorf("TUNSETIFF %s: %w%s", ifname, err, hint)
+		return fail(fmt.Errorf("TUNSETIFF %s: %w%s", ifname, err, hint))
 	}
-	if vnet {
-		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
-			unix.Close(fd)
-			return -1, fmt.Errorf("TUNSETVNETHDRSZ %s: %w", ifname, err)
-		}
-		off := tunOffloads
-		if uso {
-			off |= tunUSO
-		}
-		if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, off); err != nil {
-			if !uso {
-				unix.Close(fd)
-				return -1, fmt.Errorf("TUNSETOFFLOAD %s: %w", ifname, err)
-			}
-			// Kernels before 6.2 have no USO: do without it.
-			if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunOffloads); err != nil {
-				unix.Close(fd)
-				return -1, fmt.Errorf("TUNSETOFFLOAD %s: %w", ifname, err)
-			}
-		}
+	if !vnet {
+		return fd, false, nil
 	}
-	return fd, nil
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
+		return fail(fmt.Errorf("TUNSETVNETHDRSZ %s: %w", ifname, err))
+	}
+	if uso && unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunOffloads|tunUSO) == nil {
+		return fd, true, nil
+	}
+	// Kernels before 6.2 have no USO: do without it.
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunOffloads); err != nil {
+		return fail(fmt.Errorf("TUNSETOFFLOAD %s: %w", ifname, err))
+	}
+	return fd, false, nil
 }
+
+// USO reports whether the device takes and hands over UDP super-frames
+// (GSOUDPL4): Linux 6.2 and later, unless Options.NoUSO.
+func (d *Device) USO() bool { return d.uso }
 
 // Name implements Port: the spec, e.g. "tap:vm1@ns1".
 func (d *Device) Name() string { return d.name }
