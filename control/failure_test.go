@@ -2,6 +2,7 @@ package control
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -110,5 +111,54 @@ func TestPortDownAfterRestart(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestBoltStore: commits, the audit log and reopening.
+func TestBoltStore(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenBolt(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit([]Mutation{{Bucket: bucketSubnets, Key: "a", Value: []byte(`{"id":"a"}`)}, {Bucket: bucketENIs, Key: "e", Value: []byte(`{}`)}}, 7,
+		&Event{Operation: "One", Result: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit([]Mutation{{Bucket: bucketENIs, Key: "e"}}, 8, &Event{Operation: "Two", Result: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendEvent(&Event{Operation: "Three", Result: CodeNotFound}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit([]Mutation{{Bucket: "nope", Key: "x", Value: []byte("1")}}, 9, &Event{Operation: "Bad"}); err == nil {
+		t.Errorf("commit to an unknown bucket: got nil, want an error")
+	}
+	s.Close()
+	s, err = OpenBolt(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	objs, gen, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gen != 8 || string(objs[bucketSubnets]["a"]) != `{"id":"a"}` || len(objs[bucketENIs]) != 0 {
+		t.Errorf("got gen %d objects %v, want gen 8, subnet a and no record", gen, objs)
+	}
+	evs, err := s.Events(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, e := range evs {
+		ops = append(ops, e.Operation)
+	}
+	if got := strings.Join(ops, ","); got != "One,Two,Three" {
+		t.Errorf("got events %s, want One,Two,Three (the failed commit leaves none)", got)
+	}
+	if evs, _ := s.Events(1, 1); len(evs) != 1 || evs[0].Operation != "Two" {
+		t.Errorf("got %+v after 1 limit 1, want Two", evs)
 	}
 }

@@ -81,15 +81,27 @@ type opCase struct {
 // path untouched; a success must keep the state consistent, publish it and
 // survive a restart unchanged.
 func TestOperations(t *testing.T) {
-	for _, delta := range []bool{false, true} {
-		t.Run(fmt.Sprintf("delta=%v", delta), func(t *testing.T) { operations(t, delta) })
+	for _, mode := range []struct {
+		store string
+		delta bool
+	}{{"mem", false}, {"mem", true}, {"bolt", false}} {
+		t.Run(fmt.Sprintf("store=%s/delta=%v", mode.store, mode.delta), func(t *testing.T) { operations(t, mode.store, mode.delta) })
 	}
 }
 
-func operations(t *testing.T, delta bool) {
+func operations(t *testing.T, storeKind string, delta bool) {
 	for _, tc := range opCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixtureMode(t, nil, delta)
+			var store Store
+			if storeKind == "bolt" {
+				bs, err := OpenBolt(t.TempDir(), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { bs.Close() })
+				store = bs
+			}
+			f := newFixtureMode(t, store, delta)
 			w := buildWorld(t, f.svc)
 			if delta && f.dp.deltas == 0 {
 				t.Fatalf("the DeltaApplier fast path was never used")
