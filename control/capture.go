@@ -45,8 +45,11 @@ func (h *CaptureHub) Wrap(f PortFactory) PortFactory {
 		h.mu.Unlock()
 		st, isStater := p.(tap.Stater)
 		op, isOp := p.(tap.Operationaler)
-		if isStater && isOp {
+		switch {
+		case isStater && isOp:
 			return &capPortFull{capPort: cp, st: st, op: op}, nil
+		case isOp:
+			return &capPortOp{capPort: cp, op: op}, nil
 		}
 		return cp, nil
 	})
@@ -172,3 +175,11 @@ func (h *CaptureHub) Capture(ctx context.Context, spec string, count int, w io.W
 	}
 	return nil
 }
+
+// capPortOp forwards Operationaler alone.
+type capPortOp struct {
+	*capPort
+	op tap.Operationaler
+}
+
+func (p *capPortOp) Operational() bool { return p.op.Operational() }

@@ -48,7 +48,11 @@
 // is exactly the last committed one (an operation in flight is either wholly
 // there or not at all). A port that cannot be reopened is "down": records
 // attached to it stay attached but carry no port in the data path, attaching
-// to it is refused, detaching from it needs force.
+// to it is refused, detaching from it needs force. A port whose driver
+// reports it down (tap.Operationaler) is treated the same for attach and
+// detach but stays in the data path, so that it carries traffic again as
+// soon as it is back; a stream port counts as operational while it listens,
+// since QEMU connects only when the VM starts.
 //
 // # Authorization
 //

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"roam/tap"
+	"roam/tap/taptest"
 )
 
 // TestDataPathRefusalRollsBack: when the switch refuses the new config
@@ -161,4 +164,44 @@ func TestBoltStore(t *testing.T) {
 	if evs, _ := s.Events(1, 1); len(evs) != 1 || evs[0].Operation != "Two" {
 		t.Errorf("got %+v after 1 limit 1, want Two", evs)
 	}
+}
+
+// downPort is an open port whose driver reports it down.
+type downPort struct{ *taptest.Port }
+
+func (downPort) Operational() bool { return false }
+
+// TestDriverReportsDown: a tap port whose driver says it is down refuses
+// attachments; a stream port without its peer yet does not.
+func TestDriverReportsDown(t *testing.T) {
+	f := newFixture(t, nil)
+	f.svc.Close()
+	inner := f.ports
+	f.svc = ok(Open(Options{Store: f.store, DataPath: f.dp, Gateway: f.gw, Ports: PortFactoryFunc(func(spec string) (tap.Port, error) {
+		p, err := inner.Open(spec)
+		if err != nil || spec == "tap:uplink0" {
+			return p, err
+		}
+		return downPort{p.(*taptest.Port)}, nil
+	})}))
+	w := buildWorldNoAttach(t, f.svc)
+	if _, err := f.svc.Attach(Root, w.eniA, AttachInput{InstanceID: "vm1"}); codeOf(err) != CodeIncorrectState {
+		t.Errorf("attach to a tap port reported down: got %v, want IncorrectState", err)
+	}
+	if _, err := f.svc.Attach(Root, w.eniA, AttachInput{InstanceID: "vm3", DeviceIndex: intp(0)}); err != nil {
+		t.Errorf("attach to a stream port waiting for its peer: got %v, want success", err)
+	}
+	in := ok(f.svc.Instance("vm1"))
+	if in.Ports[0].Status != PortDown || in.Ports[0].Name != "tap:vm1a" {
+		t.Errorf("got %+v, want an open port with status down", in.Ports[0])
+	}
+}
+
+func buildWorldNoAttach(t testing.TB, s *Service) *world {
+	w := &world{}
+	w.subA = ok(s.CreateSubnet(Root, CreateSubnetInput{CIDR: "10.0.0.0/24"})).ID
+	ok(s.CreateInstance(Root, CreateInstanceInput{Name: "vm1", Ports: []string{"tap:vm1a"}}))
+	ok(s.CreateInstance(Root, CreateInstanceInput{Name: "vm3", Ports: []string{"stream:/run/vm3.sock"}}))
+	w.eniA = ok(s.CreateENI(Root, CreateENIInput{SubnetID: w.subA})).ID
+	return w
 }

@@ -333,7 +333,7 @@ func (s *Service) Detach(p Principal, id string, in DetachInput) (*ENI, error) {
 			return nil, errorf(CodeIncorrectState, "record %s is not attached", id)
 		}
 		a := e.Attachments[i]
-		if inst := tx.instance(a.InstanceID); !in.Force && inst != nil && s.portUp(inst.Ports[a.DeviceIndex].Spec) == "" {
+		if inst := tx.instance(a.InstanceID); !in.Force && inst != nil && !s.operational(inst.Ports[a.DeviceIndex].Spec) {
 			return nil, errorf(CodeIncorrectState, "attachment %s: port %s of instance %s is not operational; use force to detach anyway",
 				a.ID, inst.Ports[a.DeviceIndex].Spec, inst.ID)
 		}

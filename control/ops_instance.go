@@ -134,7 +134,12 @@ func (s *Service) instanceView(tx *txn, in *Instance) *Instance {
 		pt.Status = PortDown
 		if op, ok := s.ports[pt.Spec]; ok {
 			if op.port != nil {
-				pt.Status, pt.Name = PortUp, op.port.Name()
+				pt.Name = op.port.Name()
+				if s.operational(pt.Spec) {
+					pt.Status = PortUp
+				} else {
+					pt.Error = "the driver reports the port down"
+				}
 			} else if op.err != nil {
 				pt.Error = op.err.Error()
 			}
@@ -158,7 +163,7 @@ func (s *Service) pickIndex(tx *txn, inst *Instance, want *int) (int, error) {
 		if id, a := tx.slotOwner(inst.ID, i); id != "" {
 			return 0, errorf(CodeAddressInUse, "device_index %d of instance %s is taken by %s (%s)", i, inst.ID, id, a.ID)
 		}
-		if s.portUp(inst.Ports[i].Spec) == "" {
+		if !s.operational(inst.Ports[i].Spec) {
 			return 0, errorf(CodeIncorrectState, "device_index %d of instance %s: port %s is not operational%s", i, inst.ID, inst.Ports[i].Spec, s.portErr(inst.Ports[i].Spec))
 		}
 		return i, nil
@@ -166,7 +171,7 @@ func (s *Service) pickIndex(tx *txn, inst *Instance, want *int) (int, error) {
 	var down []string
 	for _, pt := range inst.Ports {
 		if id, _ := tx.slotOwner(inst.ID, pt.DeviceIndex); id == "" {
-			if s.portUp(pt.Spec) != "" {
+			if s.operational(pt.Spec) {
 				return pt.DeviceIndex, nil
 			}
 			down = append(down, pt.Spec)

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -393,12 +394,30 @@ func (s *Service) closePortLocked(spec string) {
 }
 
 // portUp returns the data path name of the port behind spec, or "" when it
-// is not operational.
+// is not open. An open port stays in the published config even while its
+// driver reports it down, so that it carries traffic again when it comes
+// back without a republication.
 func (s *Service) portUp(spec string) string {
 	if op, ok := s.ports[spec]; ok && op.port != nil {
 		return op.port.Name()
 	}
 	return ""
+}
+
+// operational reports whether the port behind spec is open and, when its
+// driver can tell (tap.Operationaler), up. Attaching needs it; detaching
+// without force too. A stream port is operational as soon as it listens:
+// its peer (QEMU) connects when the VM starts, typically after its records
+// are attached.
+func (s *Service) operational(spec string) bool {
+	op, ok := s.ports[spec]
+	if !ok || op.port == nil {
+		return false
+	}
+	if o, ok := op.port.(tap.Operationaler); ok && !strings.HasPrefix(spec, KindStream+":") {
+		return o.Operational()
+	}
+	return true
 }
 
 // newID returns prefix + 8 random hex digits not taken according to used.
