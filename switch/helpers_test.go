@@ -227,3 +227,5 @@ func checksumsOK(t testing.TB, frame []byte) {
 func ap(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
 
 func gopacket_Payload(b []byte) gopacket.Payload { return gopacket.Payload(b) }
+
+func newNullPort(name string) *taptest.Sink { return taptest.NewSink(name) }

@@ -213,10 +213,10 @@ func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap
 // admitFromRecord applies the security groups to a flow from rec.
 func (w *worker) admitFromRecord(snap *Snapshot, rec *recEntry, k nat.Tuple) packet.Reason {
 	p := w.p
-	if !allows(rec.egress, p, k.Dst) {
+	if !allows(snap, rec.egress, p, k.Dst) {
 		return packet.ReasonSGEgress
 	}
-	if d := snap.private[k.Dst]; d != nil && !allows(d.ingress, p, k.Src) {
+	if d := snap.private[k.Dst]; d != nil && !allows(snap, d.ingress, p, k.Src) {
 		return packet.ReasonSGIngress
 	}
 	return packet.ReasonNone
@@ -229,7 +229,7 @@ func (w *worker) newFromRecord(snap *Snapshot, rec *recEntry, k nat.Tuple, seg *
 		return nat.Verdict{Reason: packet.ReasonICMPNoFlow}
 	}
 	sp := nat.Spec{Orig: k, To: k, Owner: rec.slot, Budget: rec.budget}
-	if !allows(rec.egress, p, k.Dst) {
+	if !allows(snap, rec.egress, p, k.Dst) {
 		return nat.Verdict{Reason: packet.ReasonSGEgress}
 	}
 	var d *recEntry
@@ -266,7 +266,7 @@ func (w *worker) newFromRecord(snap *Snapshot, rec *recEntry, k nat.Tuple, seg *
 			return nat.Verdict{Reason: r}
 		}
 	}
-	if d != nil && !allows(d.ingress, p, sp.To.Src) {
+	if d != nil && !allows(snap, d.ingress, p, sp.To.Src) {
 		return nat.Verdict{Reason: packet.ReasonSGIngress}
 	}
 	return w.s.ct.Create(&sp, seg, now)
@@ -320,7 +320,7 @@ func (w *worker) fromUplink(snap *Snapshot, in *portState, f *tap.Frame, now uin
 	if !v.Found && v.Reason == packet.ReasonNone {
 		*v, d = w.newFromUplink(snap, k, seg, now)
 	} else if v.New {
-		if d = snap.private[v.To.Dst]; d != nil && !allows(d.ingress, p, k.Src) {
+		if d = snap.private[v.To.Dst]; d != nil && !allows(snap, d.ingress, p, k.Src) {
 			v.Reason = packet.ReasonSGIngress
 		}
 	}
@@ -356,7 +356,7 @@ func (w *worker) newFromUplink(snap *Snapshot, k nat.Tuple, seg *nat.Seg, now ui
 	if d == nil {
 		return nat.Verdict{Reason: packet.ReasonNoRoute}, nil
 	}
-	if !allows(d.ingress, p, k.Src) {
+	if !allows(snap, d.ingress, p, k.Src) {
 		return nat.Verdict{Reason: packet.ReasonSGIngress}, d
 	}
 	sp.Owner, sp.Budget = d.slot, d.budget

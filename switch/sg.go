@@ -13,7 +13,7 @@ type rule struct {
 	icmpType  int // -1: any
 	icmpCode  int // -1: any
 	net, mask uint32
-	members   map[uint32]struct{} // peer group, when set
+	gidx      int // peer group: Snapshot.groupList[gidx-1], when not 0
 	anyPeer   bool
 }
 
@@ -50,7 +50,7 @@ func compileRules(rs []Rule, groups map[string]*groupEntry, field string) ([]rul
 			if g == nil {
 				return nil, cfgErr(f+".group", r.Group, "no such security group")
 			}
-			c.members = g.members
+			c.gidx = g.idx + 1
 		case r.CIDR.IsValid():
 			if !r.CIDR.Addr().Is4() {
 				return nil, cfgErr(f+".cidr", r.CIDR, "want an IPv4 prefix")
@@ -67,7 +67,7 @@ func compileRules(rs []Rule, groups map[string]*groupEntry, field string) ([]rul
 
 // allows reports whether any rule admits a new flow with this protocol,
 // destination port (or ICMP type/code) and peer address.
-func allows(rules []rule, p *packet.Parsed, peer uint32) bool {
+func allows(snap *Snapshot, rules []rule, p *packet.Parsed, peer uint32) bool {
 	for i := range rules {
 		r := &rules[i]
 		if r.proto != 0 && r.proto != p.Proto {
@@ -89,8 +89,8 @@ func allows(rules []rule, p *packet.Parsed, peer uint32) bool {
 		if r.anyPeer {
 			return true
 		}
-		if r.members != nil {
-			if _, ok := r.members[peer]; ok {
+		if r.gidx != 0 {
+			if _, ok := snap.groupList[r.gidx-1].members[peer]; ok {
 				return true
 			}
 			continue

@@ -2,8 +2,10 @@ package vswitch
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 
 	"roam/internal/packet"
@@ -34,7 +36,10 @@ type Snapshot struct {
 	public    map[uint32]pubEntry      // public IP -> association
 	routes    []routeEntry             // longest prefix first
 	groups    map[string]*groupEntry
+	groupList []*groupEntry // by groupEntry.idx, as rules refer to them
 	records   map[string]*recEntry
+	macs      map[packet.MAC]string
+	gen       uint64 // distinguishes snapshots, for copy on write
 	uplinkMTU int
 }
 
@@ -63,6 +68,8 @@ type routeEntry struct {
 
 type groupEntry struct {
 	id      string
+	idx     int
+	gen     uint64              // the snapshot that owns (may write) this entry
 	members map[uint32]struct{} // every IP of every record in the group
 	g       *Group
 }
@@ -76,6 +83,7 @@ type recEntry struct {
 	sdc     bool
 	subnet  *subnetEntry
 	ports   []*portState
+	groups  []string
 	ingress []rule
 	egress  []rule
 	pubOf   []pubEntryPair // private -> public
@@ -127,7 +135,7 @@ func macOf(hw net.HardwareAddr) packet.MAC {
 
 // compile validates cfg and builds its snapshot. ports resolves port names;
 // state returns the persistent per-record state (counters, owner slot).
-func compile(cfg *Config, ports map[string]*portState, state func(id string) *recordState, defaultBudget int32) (*Snapshot, error) {
+func compile(cfg *Config, ports func(string) *portState, state func(id string) *recordState, defaultBudget int32) (*Snapshot, error) {
 	s := &Snapshot{
 		cfg:       cfg,
 		ports:     map[*portState]*recEntry{},
@@ -136,6 +144,7 @@ func compile(cfg *Config, ports map[string]*portState, state func(id string) *re
 		public:    map[uint32]pubEntry{},
 		groups:    map[string]*groupEntry{},
 		records:   map[string]*recEntry{},
+		macs:      map[packet.MAC]string{},
 		uplinkMTU: 1500,
 	}
 	if len(cfg.GatewayMAC) == 0 {
@@ -170,7 +179,7 @@ func compile(cfg *Config, ports map[string]*portState, state func(id string) *re
 		s.upMAC = packet.Broadcast
 	}
 	if cfg.Uplink != "" {
-		p := ports[cfg.Uplink]
+		p := ports(cfg.Uplink)
 		if p == nil {
 			return nil, cfgErr("uplink", cfg.Uplink, "no such port")
 		}
@@ -211,136 +220,286 @@ func compile(cfg *Config, ports map[string]*portState, state func(id string) *re
 		if _, dup := s.groups[g.ID]; dup || g.ID == "" {
 			return nil, cfgErr(fmt.Sprintf("groups[%d].id", i), g.ID, "empty or duplicate")
 		}
-		s.groups[g.ID] = &groupEntry{id: g.ID, g: g, members: map[uint32]struct{}{}}
+		ge := &groupEntry{id: g.ID, g: g, idx: len(s.groupList), gen: s.gen, members: map[uint32]struct{}{}}
+		s.groups[g.ID] = ge
+		s.groupList = append(s.groupList, ge)
 	}
-	macs := map[packet.MAC]string{}
 	for i := range cfg.Records {
-		r := &cfg.Records[i]
-		f := fmt.Sprintf("records[%d]", i)
-		if r.ID == "" || s.records[r.ID] != nil {
-			return nil, cfgErr(f+".id", r.ID, "empty or duplicate")
+		if err := s.addRecord(&cfg.Records[i], i, ports, state, defaultBudget); err != nil {
+			return nil, err
 		}
-		sn := subnets[r.Subnet]
-		if sn == nil {
-			return nil, cfgErr(f+".subnet", r.Subnet, "no such subnet")
-		}
-		if len(r.MAC) != 6 {
-			return nil, cfgErr(f+".mac", r.MAC, "want 6 bytes")
-		}
-		e := &recEntry{id: r.ID, subnet: sn, mac: macOf(r.MAC), sdc: r.SourceDestCheck}
-		if e.mac.IsMulticast() || e.mac == (packet.MAC{}) {
-			return nil, cfgErr(f+".mac", r.MAC, "not a unicast address")
-		}
-		if other, dup := macs[e.mac]; dup {
-			return nil, cfgErr(f+".mac", r.MAC, "also used by %s", other)
-		}
-		macs[e.mac] = r.ID
-		if len(r.IPs) == 0 {
-			return nil, cfgErr(f+".ips", "", "a record needs a primary IP")
-		}
-		for j, ip := range r.IPs {
-			a := packet.AddrFrom(ip)
-			ff := fmt.Sprintf("%s.ips[%d]", f, j)
-			if !ip.Is4() || !sn.contains(a) {
-				return nil, cfgErr(ff, ip, "not in subnet %s (%s)", sn.id, sn.prefix)
-			}
-			if a == sn.gateway || a == sn.net || a == sn.net|^sn.mask {
-				return nil, cfgErr(ff, ip, "reserved address of subnet %s", sn.id)
-			}
-			if o := s.private[a]; o != nil {
-				return nil, cfgErr(ff, ip, "already held by %s", o.id)
-			}
-			s.private[a] = e
-			e.ips = append(e.ips, a)
-		}
-		for j, name := range r.Ports {
-			p := ports[name]
-			if p == nil {
-				return nil, cfgErr(fmt.Sprintf("%s.ports[%d]", f, j), name, "no such port")
-			}
-			if o := s.ports[p]; o != nil {
-				return nil, cfgErr(fmt.Sprintf("%s.ports[%d]", f, j), name, "already attached to %s", o.id)
-			}
-			if p == s.uplink {
-				return nil, cfgErr(fmt.Sprintf("%s.ports[%d]", f, j), name, "is the uplink")
-			}
-			s.ports[p] = e
-			e.ports = append(e.ports, p)
-		}
-		for j, g := range r.Groups {
-			ge := s.groups[g]
-			if ge == nil {
-				return nil, cfgErr(fmt.Sprintf("%s.groups[%d]", f, j), g, "no such security group")
-			}
-			for _, a := range e.ips {
-				ge.members[a] = struct{}{}
-			}
-		}
-		for j, as := range r.PublicIPs {
-			ff := fmt.Sprintf("%s.public_ips[%d]", f, j)
-			pub, priv := packet.AddrFrom(as.Public), packet.AddrFrom(as.Private)
-			if !as.Public.Is4() || pub == 0 {
-				return nil, cfgErr(ff+".public", as.Public, "want an IPv4 address")
-			}
-			if !e.hasIP(priv) {
-				return nil, cfgErr(ff+".private", as.Private, "not an IP of %s", r.ID)
-			}
-			if pub == s.publicIP {
-				return nil, cfgErr(ff+".public", as.Public, "is the gateway's public IP")
-			}
-			if o, dup := s.public[pub]; dup {
-				return nil, cfgErr(ff+".public", as.Public, "already associated with %s", o.rec.id)
-			}
-			if _, dup := e.publicFor(priv); dup {
-				return nil, cfgErr(ff+".private", as.Private, "already has a public IP")
-			}
-			s.public[pub] = pubEntry{rec: e, private: priv}
-			e.pubOf = append(e.pubOf, pubEntryPair{priv, pub})
-		}
-		e.st = state(r.ID)
-		e.slot = e.st.slot
-		e.budget = defaultBudget
-		if r.FlowBudget > 0 {
-			e.budget = int32(r.FlowBudget)
-		}
-		s.records[r.ID] = e
 	}
 	// Security group rules, resolved once every group's members are known.
 	for i := range cfg.Records {
-		r := &cfg.Records[i]
-		e := s.records[r.ID]
-		if len(r.Groups) == 0 {
-			e.egress = allowAll
-			continue
-		}
-		for _, g := range r.Groups {
-			ge := s.groups[g]
-			in, err := compileRules(ge.g.Ingress, s.groups, fmt.Sprintf("groups[%s].ingress", g))
-			if err != nil {
-				return nil, err
-			}
-			out, err := compileRules(ge.g.Egress, s.groups, fmt.Sprintf("groups[%s].egress", g))
-			if err != nil {
-				return nil, err
-			}
-			e.ingress = append(e.ingress, in...)
-			e.egress = append(e.egress, out...)
+		if err := s.compileRecordRules(&cfg.Records[i]); err != nil {
+			return nil, err
 		}
 	}
+	if err := s.compileRoutes(cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// recField names field of cfg.Records[i] for an error.
+func recField(i int, field string, j ...int) string {
+	f := fmt.Sprintf("records[%d].%s", i, field)
+	if len(j) > 0 {
+		f += fmt.Sprintf("[%d]", j[0])
+	}
+	return f
+}
+
+// addRecord validates record r (cfg.Records[i]) against what s holds and
+// adds it to s's indexes. Its rules are compiled later (compileRecordRules).
+func (s *Snapshot) addRecord(r *Record, i int, ports func(string) *portState, state func(id string) *recordState, defaultBudget int32) error {
+	if r.ID == "" || s.records[r.ID] != nil {
+		return cfgErr(recField(i, "id"), r.ID, "empty or duplicate")
+	}
+	sn := s.subnetByID(r.Subnet)
+	if sn == nil {
+		return cfgErr(recField(i, "subnet"), r.Subnet, "no such subnet")
+	}
+	if len(r.MAC) != 6 {
+		return cfgErr(recField(i, "mac"), r.MAC, "want 6 bytes")
+	}
+	e := &recEntry{id: r.ID, subnet: sn, mac: macOf(r.MAC), sdc: r.SourceDestCheck}
+	if e.mac.IsMulticast() || e.mac == (packet.MAC{}) {
+		return cfgErr(recField(i, "mac"), r.MAC, "not a unicast address")
+	}
+	if other, dup := s.macs[e.mac]; dup {
+		return cfgErr(recField(i, "mac"), r.MAC, "also used by %s", other)
+	}
+	if len(r.IPs) == 0 {
+		return cfgErr(recField(i, "ips"), "", "a record needs a primary IP")
+	}
+	e.ips = make([]uint32, 0, len(r.IPs))
+	for j, ip := range r.IPs {
+		a := packet.AddrFrom(ip)
+		if !ip.Is4() || !sn.contains(a) {
+			return cfgErr(recField(i, "ips", j), ip, "not in subnet %s (%s)", sn.id, sn.prefix)
+		}
+		if a == sn.gateway || a == sn.net || a == sn.net|^sn.mask {
+			return cfgErr(recField(i, "ips", j), ip, "reserved address of subnet %s", sn.id)
+		}
+		if o := s.private[a]; o != nil {
+			return cfgErr(recField(i, "ips", j), ip, "already held by %s", o.id)
+		}
+		if e.hasIP(a) {
+			return cfgErr(recField(i, "ips", j), ip, "listed twice")
+		}
+		e.ips = append(e.ips, a)
+	}
+	for j, name := range r.Ports {
+		p := ports(name)
+		if p == nil {
+			return cfgErr(recField(i, "ports", j), name, "no such port")
+		}
+		if o := s.ports[p]; o != nil {
+			return cfgErr(recField(i, "ports", j), name, "already attached to %s", o.id)
+		}
+		if p == s.uplink {
+			return cfgErr(recField(i, "ports", j), name, "is the uplink")
+		}
+		for _, q := range e.ports {
+			if q == p {
+				return cfgErr(recField(i, "ports", j), name, "listed twice")
+			}
+		}
+		e.ports = append(e.ports, p)
+	}
+	for j, g := range r.Groups {
+		if s.groups[g] == nil {
+			return cfgErr(recField(i, "groups", j), g, "no such security group")
+		}
+	}
+	for j, as := range r.PublicIPs {
+		pub, priv := packet.AddrFrom(as.Public), packet.AddrFrom(as.Private)
+		if !as.Public.Is4() || pub == 0 {
+			return cfgErr(recField(i, "public_ips", j)+".public", as.Public, "want an IPv4 address")
+		}
+		if !e.hasIP(priv) {
+			return cfgErr(recField(i, "public_ips", j)+".private", as.Private, "not an IP of %s", r.ID)
+		}
+		if pub == s.publicIP {
+			return cfgErr(recField(i, "public_ips", j)+".public", as.Public, "is the gateway's public IP")
+		}
+		if o, dup := s.public[pub]; dup {
+			return cfgErr(recField(i, "public_ips", j)+".public", as.Public, "already associated with %s", o.rec.id)
+		}
+		if _, dup := e.publicFor(priv); dup {
+			return cfgErr(recField(i, "public_ips", j)+".private", as.Private, "already has a public IP")
+		}
+		e.pubOf = append(e.pubOf, pubEntryPair{priv, pub})
+	}
+	// Valid: index it.
+	s.macs[e.mac] = r.ID
+	for _, a := range e.ips {
+		s.private[a] = e
+	}
+	for _, p := range e.ports {
+		s.ports[p] = e
+	}
+	for _, pp := range e.pubOf {
+		s.public[pp.public] = pubEntry{rec: e, private: pp.private}
+	}
+	for _, g := range r.Groups {
+		ge := s.ownGroup(g)
+		for _, a := range e.ips {
+			ge.members[a] = struct{}{}
+		}
+	}
+	e.groups = r.Groups
+	e.st = state(r.ID)
+	e.slot = e.st.slot
+	e.budget = defaultBudget
+	if r.FlowBudget > 0 {
+		e.budget = int32(r.FlowBudget)
+	}
+	s.records[r.ID] = e
+	return nil
+}
+
+// removeRecord takes record e out of s's indexes (delta).
+func (s *Snapshot) removeRecord(e *recEntry) {
+	delete(s.records, e.id)
+	delete(s.macs, e.mac)
+	for _, a := range e.ips {
+		if s.private[a] == e {
+			delete(s.private, a)
+		}
+	}
+	for _, p := range e.ports {
+		if s.ports[p] == e {
+			delete(s.ports, p)
+		}
+	}
+	for _, pp := range e.pubOf {
+		if s.public[pp.public].rec == e {
+			delete(s.public, pp.public)
+		}
+	}
+	for _, g := range e.groups {
+		if s.groups[g] == nil {
+			continue
+		}
+		ge := s.ownGroup(g)
+		for _, a := range e.ips {
+			delete(ge.members, a)
+		}
+	}
+}
+
+// ownGroup returns s's entry for group id, copying it first if it is
+// shared with the snapshot s was cloned from (copy on write).
+func (s *Snapshot) ownGroup(id string) *groupEntry {
+	ge := s.groups[id]
+	if ge.gen == s.gen {
+		return ge
+	}
+	ng := &groupEntry{id: ge.id, g: ge.g, idx: ge.idx, gen: s.gen, members: maps.Clone(ge.members)}
+	s.groups[id] = ng
+	s.groupList[ng.idx] = ng
+	return ng
+}
+
+func (s *Snapshot) subnetByID(id string) *subnetEntry {
+	for i := range s.subnets {
+		if s.subnets[i].id == id {
+			return &s.subnets[i]
+		}
+	}
+	return nil
+}
+
+// compileRecordRules resolves the security group rules of record r.
+func (s *Snapshot) compileRecordRules(r *Record) error {
+	e := s.records[r.ID]
+	e.ingress, e.egress = nil, nil
+	if len(r.Groups) == 0 {
+		e.egress = allowAll
+		return nil
+	}
+	for _, g := range r.Groups {
+		ge := s.groups[g]
+		in, err := compileRules(ge.g.Ingress, s.groups, "groups["+g+"].ingress")
+		if err != nil {
+			return err
+		}
+		out, err := compileRules(ge.g.Egress, s.groups, "groups["+g+"].egress")
+		if err != nil {
+			return err
+		}
+		e.ingress = append(e.ingress, in...)
+		e.egress = append(e.egress, out...)
+	}
+	return nil
+}
+
+func (s *Snapshot) compileRoutes(cfg *Config) error {
+	s.routes = nil
 	for i, rt := range cfg.Routes {
 		f := fmt.Sprintf("routes[%d]", i)
 		if !rt.Prefix.IsValid() || !rt.Prefix.Addr().Is4() {
-			return nil, cfgErr(f+".prefix", rt.Prefix, "want an IPv4 prefix")
+			return cfgErr(f+".prefix", rt.Prefix, "want an IPv4 prefix")
 		}
 		e := s.records[rt.Record]
 		if e == nil {
-			return nil, cfgErr(f+".record", rt.Record, "no such record")
+			return cfgErr(f+".record", rt.Record, "no such record")
 		}
 		p := rt.Prefix.Masked()
 		s.routes = append(s.routes, routeEntry{net: packet.AddrFrom(p.Addr()), mask: maskOf(p.Bits()), bits: p.Bits(), rec: e})
 	}
 	sort.SliceStable(s.routes, func(i, j int) bool { return s.routes[i].bits > s.routes[j].bits })
-	return s, nil
+	return nil
+}
+
+// delta builds the snapshot of cfg from s when cfg differs from s's config
+// only in the records named by changed: the other records' entries are
+// shared, the indexes are cloned and the changed records replaced. Its cost
+// is that of cloning the indexes (flat copies) plus the changed records,
+// not that of compiling every record.
+func (s *Snapshot) delta(cfg *Config, changed []string, ports func(string) *portState, state func(id string) *recordState, defaultBudget int32, gen uint64) (*Snapshot, error) {
+	ns := *s
+	ns.cfg = cfg
+	ns.gen = gen
+	ns.ports = maps.Clone(s.ports)
+	ns.private = maps.Clone(s.private)
+	ns.public = maps.Clone(s.public)
+	ns.records = maps.Clone(s.records)
+	ns.macs = maps.Clone(s.macs)
+	ns.groups = maps.Clone(s.groups)
+	ns.groupList = slices.Clone(s.groupList)
+	want := make(map[string]int, len(changed))
+	for _, id := range changed {
+		want[id] = -1
+		if e := ns.records[id]; e != nil {
+			ns.removeRecord(e)
+		}
+	}
+	for i := range cfg.Records {
+		if _, ok := want[cfg.Records[i].ID]; ok {
+			want[cfg.Records[i].ID] = i
+		}
+	}
+	for _, id := range changed {
+		if i := want[id]; i >= 0 {
+			if err := ns.addRecord(&cfg.Records[i], i, ports, state, defaultBudget); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, id := range changed {
+		if i := want[id]; i >= 0 {
+			if err := ns.compileRecordRules(&cfg.Records[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := ns.compileRoutes(cfg); err != nil {
+		return nil, err
+	}
+	return &ns, nil
 }
 
 func maskOf(bits int) uint32 {

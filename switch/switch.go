@@ -47,6 +47,7 @@ type Switch struct {
 	c      counterSet
 	budget int32
 	nb     neighbors
+	gen    atomic.Uint64 // snapshot generations, for copy on write
 
 	mu       sync.Mutex // guards ports, records, started, applyMu ordering
 	applyMu  sync.Mutex // serializes Apply
@@ -138,7 +139,7 @@ func New(o Options) *Switch {
 		records: map[string]*recordState{},
 	}
 	s.budget = int32(o.DefaultFlowBudget)
-	empty, _ := compile(&Config{}, nil, nil, s.budget)
+	empty, _ := compile(&Config{}, func(string) *portState { return nil }, nil, s.budget)
 	s.snap.Store(empty)
 	s.workers = make(chan *worker, 8)
 	return s
@@ -158,14 +159,8 @@ func (s *Switch) Config() *Config { return s.snap.Load().cfg }
 func (s *Switch) Apply(cfg *Config) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	s.mu.Lock()
-	ports := make(map[string]*portState, len(s.ports))
-	for k, v := range s.ports {
-		ports[k] = v
-	}
-	s.mu.Unlock()
 	var slotErr error
-	snap, err := compile(cfg, ports, func(id string) *recordState {
+	snap, err := compile(cfg, s.portByName, func(id string) *recordState {
 		st, err := s.recordState(id)
 		if err != nil && slotErr == nil {
 			slotErr = err
@@ -178,9 +173,45 @@ func (s *Switch) Apply(cfg *Config) error {
 	if slotErr != nil {
 		return slotErr
 	}
+	snap.gen = s.gen.Add(1)
 	prev := s.snap.Swap(snap)
 	s.announce(prev, snap)
 	return nil
+}
+
+// ApplyDelta publishes cfg, which must differ from the config in force
+// only in the records named by changed (modified, added or removed;
+// everything else, subnets, groups, routes targets aside, the same). Only
+// those records are compiled; the others' entries are shared with the
+// snapshot in force, so a reassign costs the same with 10 records or 10K.
+// Like Apply, it is atomic and an invalid cfg changes nothing.
+func (s *Switch) ApplyDelta(cfg *Config, changed []string) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	var slotErr error
+	old := s.snap.Load()
+	snap, err := old.delta(cfg, changed, s.portByName, func(id string) *recordState {
+		st, err := s.recordState(id)
+		if err != nil && slotErr == nil {
+			slotErr = err
+		}
+		return st
+	}, s.budget, s.gen.Add(1))
+	if err != nil {
+		return err
+	}
+	if slotErr != nil {
+		return slotErr
+	}
+	prev := s.snap.Swap(snap)
+	s.announce(prev, snap)
+	return nil
+}
+
+func (s *Switch) portByName(name string) *portState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ports[name]
 }
 
 func (s *Switch) recordState(id string) (*recordState, error) {
