@@ -1,8 +1,3 @@
-// Command roamctl is the command line of roam's control API: it talks to
-// roamd over its unix socket. With --output json every command prints the
-// object or list it created, changed or read (snake_case keys, an "id" on
-// every object), and every failure prints {"error": {"code", "message"}};
-// the shape is documented in package control. A failure exits with status 1.
 package main
 
 import (

@@ -1,11 +1,3 @@
-// Command roamd is roam's daemon: it restores the committed state, runs the
-// switch and serves the control API on a unix socket. It only wires: every
-// decision lives in package control.
-//
-// Configuration comes from flags and, with --config FILE, from a file with
-// the same keys ("key = value" lines); flags given on the command line win.
-// SIGHUP re-reads the file and applies what can change in place; SIGTERM and
-// SIGINT shut roamd down cleanly.
 package main
 
 import (

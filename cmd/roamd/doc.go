@@ -1,0 +1,28 @@
+// Command roamd is roam's daemon: it restores the committed state, runs the
+// switch and serves the control API on a unix socket. It only wires: every
+// decision lives in package control.
+//
+//	roamd [--config FILE] [--state-dir DIR] [--socket PATH] [--socket-group GROUP]
+//	      [--uplink SPEC] [--public-cidr CIDR] [--public-ip IP] [--upstream IP|MAC]
+//	      [--metrics ADDR] [--log-level LEVEL] [--log-format text|json]
+//
+// Configuration comes from flags and, with --config FILE, from a file with
+// the same keys, one "key = value" per line ("#" starts a comment); flags
+// given on the command line win:
+//
+//	state-dir   = /var/lib/roam
+//	socket      = /run/roam/roamd.sock
+//	uplink      = tap:uplink0
+//	public-cidr = 198.51.100.0/24
+//	public-ip   = 198.51.100.1
+//	metrics     = 127.0.0.1:9090
+//	log-level   = info
+//
+// The socket gets mode 0660 and the group --socket-group (default "roam")
+// when that group exists, so that its members can use roamctl; otherwise
+// only root can. SIGHUP re-reads the file and applies the log level and the
+// public side (public-cidr, public-ip, upstream) in place; the other keys
+// take effect at the next start. SIGTERM and SIGINT stop roamd cleanly:
+// requests in progress finish, then the ports and the store are closed.
+// Until the port drivers are wired in, instance ports are in-memory.
+package main
