@@ -65,7 +65,9 @@ func (s *Service) CreateInstance(p Principal, in CreateInstanceInput) (*Instance
 
 // TerminateInstance deletes an instance: each attached record whose
 // attachment has DeleteOnTermination is deleted (its public IPs are
-// disassociated); the others become available with all their settings.
+// disassociated) unless it is also attached to another instance; the others
+// lose this attachment and, when it was their last, become available with
+// all their settings.
 // Root or the instance's owner may terminate it.
 func (s *Service) TerminateInstance(p Principal, name string) (*Instance, error) {
 	return update(s, p, "TerminateInstance", func(tx *txn) (func() *Instance, error) {
@@ -84,7 +86,9 @@ func (s *Service) TerminateInstance(p Principal, name string) (*Instance, error)
 				continue
 			}
 			e := tx.eni(id)
-			if a.DeleteOnTermination {
+			if a.DeleteOnTermination && len(e.Attachments) == 1 {
+				// A record still attached elsewhere is kept: only this
+				// attachment goes.
 				if err := s.deleteENI(tx, e); err != nil {
 					return nil, err
 				}

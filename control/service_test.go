@@ -317,6 +317,20 @@ func opCases() []opCase {
 				t.Errorf("port tap:vm1a still registered")
 			}
 		}},
+		{name: "instance terminate keeps a record attached elsewhere", op: func(s *Service, p Principal, w *world) (any, error) {
+			if _, err := s.ModifyENI(p, w.eniA, ModifyENIInput{Attachment: &ModifyAttachment{AttachmentID: w.attA, DeleteOnTermination: true}}); err != nil {
+				return nil, err
+			}
+			if _, err := s.Attach(p, w.eniA, AttachInput{InstanceID: "vm2"}); err != nil {
+				return nil, err
+			}
+			return s.TerminateInstance(p, "vm1")
+		}, check: func(t *testing.T, f *fixture, w *world, out any) {
+			a := eniOf(t, f, w.eniA)
+			if len(a.Attachments) != 1 || a.Attachments[0].InstanceID != "vm2" {
+				t.Errorf("got %+v, want the record kept, attached to vm2 only", a.Attachments)
+			}
+		}},
 		{name: "instance terminate not owner", uid: bob, op: func(s *Service, p Principal, w *world) (any, error) {
 			return s.TerminateInstance(p, "vm3")
 		}, want: CodeUnauthorized},
