@@ -43,3 +43,9 @@ func (si SwitchInspector) Stats(eniID string) Stats {
 		Translations: c.Translated, Drops: c.Drops,
 	}
 }
+
+// The switch takes the fast path: a reassign rebuilds one record there.
+var (
+	_ DataPath     = (*vswitch.Switch)(nil)
+	_ DeltaApplier = (*vswitch.Switch)(nil)
+)
