@@ -40,3 +40,13 @@ demo: deps build
 
 clean:
 	rm -rf bin
+
+# Side-by-side end-to-end benchmark, as root: roam, the Linux kernel (nftables
+# NAT) and Open vSwitch (userspace datapath) on the same namespaces; medians
+# of RUNS runs (default 3) to bench/results. See bench/e2e/README.md.
+.PHONY: bench-e2e
+bench-e2e:
+	@bench/e2e/deps.sh
+	$(GO) build -o bin/ ./cmd/roamd ./cmd/roamctl
+	cd bench/e2e && $(GO) build -o ../../bin/roame2e ./cmd/roame2e
+	bin/roame2e run --runs $(or $(RUNS),3) --roamd bin/roamd --roamctl bin/roamctl --out bench/results $(E2EFLAGS)

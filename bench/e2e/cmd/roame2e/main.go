@@ -1,0 +1,77 @@
+// Command roame2e runs roam's side-by-side end-to-end benchmark (see package
+// e2e and bench/e2e/README.md): `roame2e run [flags]`. `roame2e helper NAME`
+// is the traffic helper that the benchmark starts inside namespaces.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"roam/bench/e2e"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "helper" {
+		if err := e2e.Helper(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "roame2e helper:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "run" {
+		os.Args = append(os.Args[:1], os.Args[2:]...)
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "roame2e:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	d := e2e.DefaultDurations
+	runs := flag.Int("runs", 3, "runs; the report gives medians")
+	arms := flag.String("arms", "roam,kernel,ovs", "arms to measure, in order")
+	roamd := flag.String("roamd", "bin/roamd", "roamd binary")
+	roamctl := flag.String("roamctl", "bin/roamctl", "roamctl binary")
+	out := flag.String("out", "bench/results", "directory for the JSON, Markdown and PNG results")
+	flag.DurationVar(&d.TCP, "tcp-dur", d.TCP, "each iperf3 run")
+	flag.DurationVar(&d.UDP, "udp-dur", d.UDP, "the 64-byte UDP blast")
+	flag.DurationVar(&d.Conn, "conn-dur", d.Conn, "the new-connections test")
+	flag.DurationVar(&d.Ping, "ping-dur", d.Ping, "ping under load")
+	flag.DurationVar(&d.Reassign, "reassign-dur", d.Reassign, "the sequenced stream around a reassign")
+	debug := flag.Bool("debug", false, "print every command")
+	noTSO := flag.Bool("ovs-no-tso", false, "run OVS without userspace TSO (offloads off on its veths)")
+	hold := flag.Duration("hold", 0, "pause this long after each arm's setup (debugging)")
+	keep := flag.Bool("keep-tmp", false, "keep the temp dir (daemon logs)")
+	flag.Parse()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return p
+		}
+		return a
+	}
+	cfg := e2e.Config{Runs: *runs, Arms: strings.Split(*arms, ","), Roamd: abs(*roamd), Roamctl: abs(*roamctl),
+		OutDir: *out, Self: self, Durs: d, Debug: *debug, KeepTmp: *keep, Hold: *hold, OVSNoTSO: *noTSO, Log: os.Stderr}
+	sum, err := e2e.Run(cfg)
+	if err != nil {
+		return err
+	}
+	pics, err := sum.WritePictures(cfg.OutDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "roame2e: picture:", err)
+	}
+	files, err := sum.Write(cfg.OutDir)
+	fmt.Print(sum.Table())
+	for _, f := range append(files, pics...) {
+		fmt.Println("wrote", f)
+	}
+	return err
+}

@@ -1,0 +1,154 @@
+package e2e
+
+import (
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+var (
+	colorA  = color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
+	colorB  = color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
+	colorRA = color.RGBA{A: 0xff}
+)
+
+// pickReassign returns the run of arm whose loss is the median, so the
+// picture shows a typical reassign rather than the best or the worst.
+func (s *Summary) pickReassign(arm string) *ArmResult {
+	var rs []*ArmResult
+	for _, run := range s.PerRun {
+		for _, r := range run {
+			if r.Arm == arm && r.Seq != nil && len(r.Seq.Bins) > 0 {
+				rs = append(rs, r)
+			}
+		}
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].ReassignLost < rs[j].ReassignLost })
+	return rs[len(rs)/2]
+}
+
+// reassignPlot draws packets per second answered by each VM over time,
+// with the reassign command's start and end marked.
+func reassignPlot(r *ArmResult) (*plot.Plot, error) {
+	p := plot.New()
+	s := r.Seq
+	p.Title.Text = fmt.Sprintf("%s: reassign under a 2000 pkt/s UDP stream: %d lost, TCP survived: %v", r.Arm, s.Lost, r.TCPSurvived)
+	p.X.Label.Text = "time since the stream started (s)"
+	p.Y.Label.Text = "answers per second"
+	p.Y.Min, p.Y.Max = 0, 2600
+	scale := 1000 / float64(s.BinMS)
+	for _, vm := range []struct {
+		id, name string
+		c        color.Color
+	}{{"A", "vmA", colorA}, {"B", "vmB", colorB}} {
+		pts := make(plotter.XYs, len(s.Bins))
+		for i, b := range s.Bins {
+			pts[i].X = float64(i*s.BinMS) / 1000
+			pts[i].Y = float64(b[vm.id]) * scale
+		}
+		l, err := plotter.NewLine(pts)
+		if err != nil {
+			return nil, err
+		}
+		l.Color = vm.c
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(vm.name, l)
+	}
+	at := float64(r.ReassignAtNS-s.StartNS) / float64(time.Second)
+	end := float64(r.ReassignEnd-s.StartNS) / float64(time.Second)
+	for i, x := range []float64{at, end} {
+		l, err := plotter.NewLine(plotter.XYs{{X: x, Y: 0}, {X: x, Y: 2600}})
+		if err != nil {
+			return nil, err
+		}
+		l.Color = colorRA
+		l.Width = vg.Points(1)
+		if i == 0 {
+			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+			p.Legend.Add(fmt.Sprintf("reassign command (%.1f ms)", r.ReassignMS), l)
+		} else {
+			l.Dashes = []vg.Length{vg.Points(1), vg.Points(2)}
+		}
+		p.Add(l)
+	}
+	p.Legend.Top = false
+	p.Legend.Left = true
+	p.Add(plotter.NewGrid())
+	return p, nil
+}
+
+// WritePictures draws one PNG with a panel per arm that has a reassign, roam
+// first, as reassign-STAMP.png and latest-reassign.png in dir.
+func (s *Summary) WritePictures(dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var plots []*plot.Plot
+	order := []string{"roam", "kernel", "ovs"}
+	for _, arm := range order {
+		if !containsStr(s.Arms, arm) {
+			continue
+		}
+		r := s.pickReassign(arm)
+		if r == nil {
+			p := plot.New()
+			p.Title.Text = arm + ": no reassign measured (see the report's failures)"
+			p.HideAxes()
+			plots = append(plots, p)
+			continue
+		}
+		p, err := reassignPlot(r)
+		if err != nil {
+			return nil, err
+		}
+		plots = append(plots, p)
+	}
+	if len(plots) == 0 {
+		return nil, nil
+	}
+	const w, rowH = 22 * vg.Centimeter, 8 * vg.Centimeter
+	img := vgimg.New(w, rowH*vg.Length(len(plots)))
+	dc := draw.New(img)
+	t := draw.Tiles{Rows: len(plots), Cols: 1, PadX: vg.Millimeter, PadY: 3 * vg.Millimeter, PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
+	grid := make([][]*plot.Plot, len(plots))
+	for i, p := range plots {
+		grid[i] = []*plot.Plot{p}
+	}
+	canvases := plot.Align(grid, t, dc)
+	for i, p := range plots {
+		p.Draw(canvases[i][0])
+	}
+	t0, _ := time.Parse(time.RFC3339, s.Date)
+	names := []string{"reassign-" + t0.Format("20060102-150405") + ".png", "latest-reassign.png"}
+	var files []string
+	for _, n := range names {
+		path := filepath.Join(dir, n)
+		f, err := os.Create(path)
+		if err != nil {
+			return files, err
+		}
+		if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+			f.Close()
+			return files, err
+		}
+		if err := f.Close(); err != nil {
+			return files, err
+		}
+		files = append(files, path)
+	}
+	s.Pictures = []string{names[0]}
+	return files, nil
+}

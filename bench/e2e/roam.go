@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// roamArm is roamd with a TAP uplink in the pub namespace and one TAP port
+// in each VM namespace, configured only through roamctl: a subnet, a
+// security group that admits the test traffic, two instances, a record
+// (ENI) with vmA's IP attached to vmA, and a public IP associated with it.
+// vmB's TAP carries the same IP as a standby; Reassign is
+// `roamctl eni reassign ENI --instance vmb`.
+type roamArm struct {
+	Roamd, Roamctl string
+
+	dir    string
+	daemon *Proc
+	eni    string
+	// Steps lists the roamctl commands run and what each printed, for the
+	// report when something fails.
+	Steps []string
+}
+
+func (*roamArm) Name() string           { return "roam" }
+func (*roamArm) VMBAddr() string        { return vmIP }
+func (*roamArm) ReassignMethod() string { return "roamctl eni reassign ENI --instance vmb" }
+
+// ctl runs roamctl with JSON output and decodes the object it prints.
+func (r *roamArm) ctl(e *Env, args ...string) (map[string]any, error) {
+	full := append([]string{"--socket", r.dir + "/roamd.sock", "--output", "json"}, args...)
+	out, err := e.Output(nil, r.Roamctl, full...)
+	r.Steps = append(r.Steps, "roamctl "+strings.Join(args, " ")+" -> "+strings.TrimSpace(firstN(out, 300)))
+	if err != nil {
+		return nil, err
+	}
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(out), &obj); err != nil {
+		return nil, fmt.Errorf("roamctl %s: output is not a JSON object: %v: %q", strings.Join(args, " "), err, firstN(out, 200))
+	}
+	return obj, nil
+}
+
+func firstN(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+func id(obj map[string]any) string {
+	s, _ := obj["id"].(string)
+	return s
+}
+
+func (r *roamArm) Setup(e *Env) error {
+	r.dir = e.Path("roam")
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return err
+	}
+	var err error
+	r.daemon, err = e.Start(nil, r.dir+"/roamd.log", r.Roamd,
+		"--state-dir", r.dir+"/state", "--socket", r.dir+"/roamd.sock", "--no-sync", "true",
+		"--uplink", "tap:eth0@"+e.NS("pub"), "--public-cidr", "203.0.113.0/24",
+		"--public-ip", pubGwIP, "--upstream", pubClientIP, "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	if err := waitFile(r.dir+"/roamd.sock", 10*time.Second); err != nil {
+		out, _ := os.ReadFile(r.dir + "/roamd.log")
+		return fmt.Errorf("roamd: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	subnet, err := r.ctl(e, "subnet", "create", "10.0.0.0/24")
+	if err != nil {
+		return err
+	}
+	sg, err := r.ctl(e, "sg", "create", "--name", "bench")
+	if err != nil {
+		return err
+	}
+	for _, proto := range []string{"tcp", "udp", "icmp"} {
+		if _, err := r.ctl(e, "sg", "rule", "add", id(sg), "--direction", "ingress", "--protocol", proto, "--cidr", "0.0.0.0/0"); err != nil {
+			return err
+		}
+	}
+	if _, err := r.ctl(e, "instance", "create", "vma", "--port", "tap:eth0@"+e.NS("vma")); err != nil {
+		return err
+	}
+	if _, err := r.ctl(e, "instance", "create", "vmb", "--port", "tap:eth0@"+e.NS("vmb")); err != nil {
+		return err
+	}
+	// roamd must have created the TAP devices it accepted; say so precisely
+	// when it has not, rather than failing later on a missing link.
+	for _, ns := range []string{"pub", "vma", "vmb"} {
+		if err := waitLink(e, ns, "eth0", 3*time.Second); err != nil {
+			return err
+		}
+	}
+	eni, err := r.ctl(e, "eni", "create", "--subnet", id(subnet), "--private-ip", vmIP, "--sg", id(sg), "--description", "bench vmA")
+	if err != nil {
+		return err
+	}
+	r.eni = id(eni)
+	if _, err := r.ctl(e, "eni", "attach", r.eni, "--instance", "vma", "--device-index", "0"); err != nil {
+		return err
+	}
+	eip, err := r.ctl(e, "eip", "allocate", "--address", eipIP)
+	if err != nil {
+		return err
+	}
+	if _, err := r.ctl(e, "eip", "associate", id(eip), "--eni", r.eni); err != nil {
+		return err
+	}
+	// The guests configure their addresses by hand (DHCP is not what is
+	// measured); roam has set the record's MAC on vmA's device.
+	script := fmt.Sprintf(`
+ip -n %[1]s addr add %[4]s/24 dev eth0
+ip -n %[1]s link set eth0 up
+for n in %[2]s %[3]s; do
+  ip -n $n addr add %[5]s/24 dev eth0
+  ip -n $n link set eth0 up
+  ip -n $n route add default via %[6]s
+done
+`, e.NS("pub"), e.NS("vma"), e.NS("vmb"), pubClientIP, vmIP, gwInIP)
+	return e.Sh(nil, script)
+}
+
+func (r *roamArm) Reassign(e *Env) error {
+	_, err := r.ctl(e, "eni", "reassign", r.eni, "--instance", "vmb", "--device-index", "0")
+	return err
+}
+
+func (r *roamArm) Teardown(e *Env) {
+	if r.daemon != nil {
+		r.daemon.Stop()
+	}
+}
+
+// waitLink waits for roamd's TAP device to appear in a namespace.
+func waitLink(e *Env, ns, dev string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := e.Run(nil, "ip", "-n", e.NS(ns), "link", "show", dev)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			what := "port tap:" + dev + "@" + e.NS(ns) + " (roamctl instance create accepted it)"
+			if ns == "pub" {
+				what = "uplink tap:" + dev + "@" + e.NS(ns) + " (--uplink)"
+			}
+			return fmt.Errorf("roamd did not create the TAP device for %s: no link %s in namespace %s after %v", what, dev, e.NS(ns), d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
