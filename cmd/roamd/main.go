@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -14,7 +15,7 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "roamd:", err)
 		os.Exit(1)
 	}
@@ -33,13 +34,13 @@ func run(args []string) error {
 		{"uplink", "", "uplink port: tap:IFNAME[@NETNS], netdev:IFNAME or tun:IFNAME[@NETNS]"},
 		{"public-cidr", "", "public pool that public IPs are allocated from"},
 		{"public-ip", "", "the gateway's own public address (PAT)"},
-		{"upstream", "", "next hop on the uplink: MAC, or IP whose MAC is learned"},
+		{"upstream", "", "next hop on the uplink: an IP (resolved with ARP) or a MAC (used as is)"},
 		{"metrics", "", "serve Prometheus metrics on this address (host:port)"},
 		{"log-level", def.LogLevel, "debug, info, warn or error"},
-		{"no-sync", "false", "do not fsync the store on commit (tests only)"},
 	} {
 		vals[f.key] = fs.String(f.key, f.def, f.usage)
 	}
+	noSync := fs.Bool("no-sync", false, "do not fsync the store on commit (tests and benchmarks only: a power loss may lose or corrupt state)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -67,6 +68,9 @@ func run(args []string) error {
 					return cfg, err
 				}
 			}
+		}
+		if set["no-sync"] {
+			cfg.NoSync = *noSync
 		}
 		return cfg, nil
 	}
