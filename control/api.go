@@ -475,8 +475,9 @@ type Dump struct {
 	Instances      []*Instance `json:"instances"`
 	ENIs           []*ENI      `json:"enis"`
 	EIPs           []*Address  `json:"eips"`
-	// Problems lists violated invariants; empty when the state is
-	// consistent (it always should be).
+	// Problems lists violated invariants of the state and of the config
+	// published from it; empty when all is consistent (it always should
+	// be).
 	Problems []string `json:"problems,omitempty"`
 }
 
@@ -485,7 +486,7 @@ func (s *Service) Dump() *Dump {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	v := s.st.view()
-	d := &Dump{Gen: s.st.gen, Problems: s.st.check(), Subnets: []*Subnet{}, SecurityGroups: []*Group{},
+	d := &Dump{Gen: s.st.gen, Problems: s.checkLocked(), Subnets: []*Subnet{}, SecurityGroups: []*Group{},
 		Instances: []*Instance{}, ENIs: []*ENI{}, EIPs: []*Address{}}
 	for _, x := range sortedValues(s.st.subnets) {
 		d.Subnets = append(d.Subnets, x.clone())

@@ -505,6 +505,11 @@ func (st *state) check() []string {
 func (s *Service) Check() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.checkLocked()
+}
+
+// checkLocked is Check with s.mu held.
+func (s *Service) checkLocked() []string {
 	bad := s.st.check()
 	if s.last != nil {
 		seen := map[netip.Addr]string{}
