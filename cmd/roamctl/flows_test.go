@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -264,4 +265,120 @@ func recvIP(p *taptest.Port, wait time.Duration) ([]byte, bool) {
 			return f, true
 		}
 	}
+}
+
+// TestReassignUnderTraffic keeps frames flowing to a record's public IP
+// while roamctl moves the record back and forth between two instances:
+// every frame is delivered to one of the two ports (never dropped for want
+// of an owner), and the switch counts no drop.
+func TestReassignUnderTraffic(t *testing.T) {
+	dir, err := os.MkdirTemp("", "roamd-traffic-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ports := &portSet{ports: map[string]*taptest.Port{}}
+	cfg := control.DefaultDaemonConfig()
+	cfg.StateDir, cfg.Socket, cfg.SocketGroup = filepath.Join(dir, "state"), filepath.Join(dir, "roamd.sock"), ""
+	cfg.PublicCIDR, cfg.PublicIP, cfg.Uplink, cfg.Upstream = "198.51.100.0/24", "198.51.100.1", "tap:uplink0", "02:ee:00:00:00:01"
+	dmn, err := control.StartDaemon(cfg, control.DaemonOptions{Ports: ports})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dmn.Shutdown(t.Context()) })
+	d := &daemon{t: t, socket: cfg.Socket, client: control.NewClient(cfg.Socket)}
+	sub := d.ok("subnet", "create", "10.0.0.0/24")["id"].(string)
+	d.ok("instance", "create", "vm1", "--port", "tap:a1")
+	d.ok("instance", "create", "vm2", "--port", "tap:a2")
+	e := d.ok("eni", "create", "--subnet", sub, "--private-ip", "10.0.0.10")
+	id := e["id"].(string)
+	d.ok("eni", "attach", id, "--instance", "vm1")
+	eip := d.ok("eip", "allocate")
+	d.ok("eip", "associate", eip["id"].(string), "--eni", id)
+	mac, _ := net.ParseMAC(e["mac"].(string))
+	gw := net.HardwareAddr(vswitch.DefaultGatewayMAC)
+	priv := netip.MustParseAddrPort("10.0.0.10:40000")
+	server := netip.MustParseAddrPort("203.0.113.9:443")
+	public := netip.AddrPortFrom(netip.MustParseAddr(eip["public_ip"].(string)), 40000)
+	frame := func(s packettest.Spec, src, dst net.HardwareAddr) []byte {
+		f := packettest.Frame(s)
+		copy(f[0:6], dst)
+		copy(f[6:12], src)
+		return f
+	}
+	// Establish the flow.
+	ports.get("tap:a1").Inject(frame(packettest.Spec{Proto: 6, Src: priv, Dst: server, TCPFlags: 0x02, Seq: 1}, mac, gw))
+	if _, ok := recvIP(ports.get("tap:uplink0"), 2*time.Second); !ok {
+		t.Fatal("SYN did not leave")
+	}
+	in := frame(packettest.Spec{Proto: 6, Src: server, Dst: public, TCPFlags: 0x12, Seq: 100, Ack: 2}, net.HardwareAddr{2, 0xee, 0, 0, 0, 1}, gw)
+	ports.get("tap:uplink0").Inject(in)
+	if _, ok := recvIP(ports.get("tap:a1"), 2*time.Second); !ok {
+		t.Fatal("SYN-ACK was not delivered")
+	}
+	ports.get("tap:a1").Inject(frame(packettest.Spec{Proto: 6, Src: priv, Dst: server, TCPFlags: 0x10, Seq: 2, Ack: 101}, mac, gw))
+	recvIP(ports.get("tap:uplink0"), 2*time.Second)
+	dropsBefore := dmn.Switch.Counters().Dropped
+
+	// Drain both instance ports; inject from the outside; move the record.
+	var delivered [2]atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, spec := range []string{"tap:a1", "tap:a2"} {
+		wg.Add(1)
+		go func(i int, p *taptest.Port) {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if f, ok := p.Recv(50 * time.Millisecond); ok && len(f) >= 34 && f[12] == 0x08 {
+					delivered[i].Add(1)
+				}
+			}
+		}(i, ports.get(spec))
+	}
+	data := frame(packettest.Spec{Proto: 6, Src: server, Dst: public, TCPFlags: 0x10, Seq: 101, Ack: 2, Payload: []byte("x")}, net.HardwareAddr{2, 0xee, 0, 0, 0, 1}, gw)
+	injected := atomic.Int64{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 3000; i++ {
+			ports.get("tap:uplink0").Inject(data)
+			injected.Add(1)
+			if i%20 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	moves := 0
+	for target := "vm2"; ; target = map[string]string{"vm1": "vm2", "vm2": "vm1"}[target] {
+		select {
+		case <-done:
+		default:
+			d.ok("eni", "reassign", id, "--instance", target)
+			moves++
+			continue
+		}
+		break
+	}
+	waitDelivered := time.Now().Add(5 * time.Second)
+	for delivered[0].Load()+delivered[1].Load() < injected.Load() && time.Now().Before(waitDelivered) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	got := delivered[0].Load() + delivered[1].Load()
+	if got != injected.Load() {
+		t.Errorf("delivered %d frames (%d on tap:a1, %d on tap:a2), injected %d", got, delivered[0].Load(), delivered[1].Load(), injected.Load())
+	}
+	if c := dmn.Switch.Counters(); c.Dropped != dropsBefore {
+		t.Errorf("the switch dropped %d frames during the moves: %v", c.Dropped-dropsBefore, c.Drops)
+	}
+	if moves < 2 || delivered[0].Load() == 0 || delivered[1].Load() == 0 {
+		t.Errorf("%d moves, %d and %d frames per port: the test did not exercise the moves", moves, delivered[0].Load(), delivered[1].Load())
+	}
+	t.Logf("%d moves while %d frames flowed (%d to tap:a1, %d to tap:a2), none dropped", moves, got, delivered[0].Load(), delivered[1].Load())
 }
