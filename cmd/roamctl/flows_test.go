@@ -342,10 +342,12 @@ func TestReassignUnderTraffic(t *testing.T) {
 	}
 	data := frame(packettest.Spec{Proto: 6, Src: server, Dst: public, TCPFlags: 0x10, Seq: 101, Ack: 2, Payload: []byte("x")}, net.HardwareAddr{2, 0xee, 0, 0, 0, 1}, gw)
 	injected := atomic.Int64{}
+	var moved atomic.Int64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := 0; i < 3000; i++ {
+		// At least 3000 frames and 4 moves (bounded, for a slow machine).
+		for i := 0; (i < 3000 || moved.Load() < 4) && i < 200_000; i++ {
 			ports.get("tap:uplink0").Inject(data)
 			injected.Add(1)
 			if i%20 == 0 {
@@ -360,6 +362,7 @@ func TestReassignUnderTraffic(t *testing.T) {
 		default:
 			d.ok("eni", "reassign", id, "--instance", target)
 			moves++
+			moved.Add(1)
 			continue
 		}
 		break
