@@ -30,7 +30,7 @@ type kernelArm struct{}
 func (kernelArm) Name() string    { return "kernel" }
 func (kernelArm) VMBAddr() string { return vmBOwnIP }
 func (kernelArm) ReassignMethod() string {
-	return "nft DNAT target changed to vmB's address + conntrack -D of the public IP"
+	return "nft DNAT target changed to vmB's address + conntrack -D of the flows to the public IP and from vmA"
 }
 
 func (kernelArm) Setup(e *Env) error {
@@ -85,7 +85,12 @@ func (kernelArm) Reassign(e *Env) error {
 		return err
 	}
 	// conntrack -D exits 1 when nothing matched; that is not a failure here.
+	// The entries going to the public IP go first; then those from vmA's
+	// address: an answer vmA had in flight when the first went would
+	// otherwise have created a new entry (SNAT to the public IP) whose
+	// reply direction keeps the client's flow on vmA.
 	e.Run(In("rtr"), "conntrack", "-D", "-d", eipIP)
+	e.Run(In("rtr"), "conntrack", "-D", "-s", vmIP)
 	return nil
 }
 

@@ -36,6 +36,7 @@ type ArmResult struct {
 	ReassignLost int64             `json:"reassign_lost"`
 	ReassignMS   float64           `json:"reassign_cmd_ms"`
 	AAfter       int64             `json:"vma_answers_after_reassign"`
+	Moved        bool              `json:"moved"` // vmB answered the stream after the reassign
 	TCPSurvived  bool              `json:"tcp_survived"`
 	TCPNote      string            `json:"tcp_note,omitempty"`
 	Method       string            `json:"reassign_method"`
@@ -328,6 +329,7 @@ EOF`, portTCP)); err != nil {
 			}
 		}
 		e.logf("%s: reassign under 2000 pkt/s: sent %d, lost %d, vmA %d, vmB %d", arm.Name(), s.Sent, s.Lost, s.ByVM["A"], s.ByVM["B"])
+		r.Moved = s.ByVM["B"] > 0
 		if s.ByVM["B"] == 0 {
 			r.Notes = append(r.Notes, "vmB never answered: the public IP did not move")
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -35,7 +36,18 @@ func (s *Summary) pickReassign(arm string) *ArmResult {
 	if len(rs) == 0 {
 		return nil
 	}
-	sort.Slice(rs, func(i, j int) bool { return rs[i].ReassignLost < rs[j].ReassignLost })
+	// Runs in which the stream did move come first: a run in which it did
+	// not is reported in the table, but is not a picture of a reassign.
+	var moved []*ArmResult
+	for _, r := range rs {
+		if r.Moved {
+			moved = append(moved, r)
+		}
+	}
+	if len(moved) > 0 {
+		rs = moved
+	}
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].ReassignLost < rs[j].ReassignLost })
 	return rs[len(rs)/2]
 }
 
@@ -47,14 +59,20 @@ func reassignPlot(r *ArmResult) (*plot.Plot, error) {
 	p.Title.Text = fmt.Sprintf("%s: reassign under a 2000 pkt/s UDP stream: %d lost, TCP survived: %v", r.Arm, s.Lost, r.TCPSurvived)
 	p.X.Label.Text = "time since the stream started (s)"
 	p.Y.Label.Text = "answers per second"
-	p.Y.Min, p.Y.Max = 0, 2600
+	p.Y.Min, p.Y.Max = 0, 3800
+	p.Y.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 0, Label: "0"}, {Value: 500, Label: "500"}, {Value: 1000, Label: "1000"},
+		{Value: 1500, Label: "1500"}, {Value: 2000, Label: "2000"}, {Value: 2500, Label: "2500"}})
 	scale := 1000 / float64(s.BinMS)
+	bins := s.Bins
+	if len(bins) > 1 {
+		bins = bins[:len(bins)-1] // the last bin is cut short by the end of the stream
+	}
 	for _, vm := range []struct {
 		id, name string
 		c        color.Color
 	}{{"A", "vmA", colorA}, {"B", "vmB", colorB}} {
-		pts := make(plotter.XYs, len(s.Bins))
-		for i, b := range s.Bins {
+		pts := make(plotter.XYs, len(bins))
+		for i, b := range bins {
 			pts[i].X = float64(i*s.BinMS) / 1000
 			pts[i].Y = float64(b[vm.id]) * scale
 		}
@@ -67,10 +85,26 @@ func reassignPlot(r *ArmResult) (*plot.Plot, error) {
 		p.Add(l)
 		p.Legend.Add(vm.name, l)
 	}
+	if len(s.LostSeqs) > 0 {
+		// Each lost datagram at the time it was sent (2000 per second).
+		pts := make(plotter.XYs, len(s.LostSeqs))
+		for i, q := range s.LostSeqs {
+			pts[i].X, pts[i].Y = float64(q)/2000, 60
+		}
+		sc, err := plotter.NewScatter(pts)
+		if err != nil {
+			return nil, err
+		}
+		sc.GlyphStyle.Shape = draw.CrossGlyph{}
+		sc.GlyphStyle.Color = colorRA
+		sc.GlyphStyle.Radius = vg.Points(3)
+		p.Add(sc)
+		p.Legend.Add("lost datagram (when sent)", sc)
+	}
 	at := float64(r.ReassignAtNS-s.StartNS) / float64(time.Second)
 	end := float64(r.ReassignEnd-s.StartNS) / float64(time.Second)
 	for i, x := range []float64{at, end} {
-		l, err := plotter.NewLine(plotter.XYs{{X: x, Y: 0}, {X: x, Y: 2600}})
+		l, err := plotter.NewLine(plotter.XYs{{X: x, Y: 0}, {X: x, Y: 2500}})
 		if err != nil {
 			return nil, err
 		}
@@ -84,8 +118,10 @@ func reassignPlot(r *ArmResult) (*plot.Plot, error) {
 		}
 		p.Add(l)
 	}
-	p.Legend.Top = false
+	// Above the 2000 pkt/s lines, out of their way.
+	p.Legend.Top = true
 	p.Legend.Left = true
+	p.Legend.XOffs = vg.Points(6)
 	p.Add(plotter.NewGrid())
 	return p, nil
 }
@@ -105,7 +141,7 @@ func (s *Summary) WritePictures(dir string) ([]string, error) {
 		r := s.pickReassign(arm)
 		if r == nil {
 			p := plot.New()
-			p.Title.Text = arm + ": no reassign measured (see the report's failures)"
+			p.Title.Text = arm + ": no reassign measured" + s.firstError(arm)
 			p.HideAxes()
 			plots = append(plots, p)
 			continue
@@ -151,4 +187,36 @@ func (s *Summary) WritePictures(dir string) ([]string, error) {
 	}
 	s.Pictures = []string{names[0]}
 	return files, nil
+}
+
+// firstError returns ": " and arm's first failure, wrapped for a title.
+func (s *Summary) firstError(arm string) string {
+	for _, run := range s.PerRun {
+		for _, r := range run {
+			if r.Arm != arm || len(r.Errors) == 0 {
+				continue
+			}
+			keys := make([]string, 0, len(r.Errors))
+			for k := range r.Errors {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			msg := oneLine(keys[0] + ": " + r.Errors[keys[0]])
+			var out []byte
+			col := 0
+			for _, w := range strings.Fields(msg) {
+				if col+len(w) > 90 {
+					out = append(out, '\n')
+					col = 0
+				} else if col > 0 {
+					out = append(out, ' ')
+					col++
+				}
+				out = append(out, w...)
+				col += len(w)
+			}
+			return ":\n" + string(out)
+		}
+	}
+	return ""
 }

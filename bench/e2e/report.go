@@ -43,10 +43,12 @@ var metrics = []metric{
 	{"conn_per_s", "new TCP connections", "conn/s", "conn", func(r *ArmResult) float64 { return r.ConnPerS }, true, "%.0f"},
 	{"ping_p50_ms", "ping under load p50", "ms", "ping", func(r *ArmResult) float64 { return r.PingP50MS }, false, "%.3f"},
 	{"ping_p99_ms", "ping under load p99", "ms", "ping", func(r *ArmResult) float64 { return r.PingP99MS }, false, "%.3f"},
+	{"ping_loss_pct", "ping under load, lost", "%", "ping", func(r *ArmResult) float64 { return r.PingLoss }, false, "%.1f"},
 	{"reassign_lost", "lost per reassign @2000 pkt/s", "packets", "reassign", func(r *ArmResult) float64 { return float64(r.ReassignLost) }, false, "%.0f"},
+	{"moved", "stream moved to vmB", "runs", "reassign", func(r *ArmResult) float64 { return b2f(r.Moved) }, true, "%.0f"},
 	{"vma_after", "vmA answers after reassign", "packets", "reassign", func(r *ArmResult) float64 { return float64(r.AAfter) }, false, "%.0f"},
 	{"reassign_cmd_ms", "reassign command time", "ms", "reassign", func(r *ArmResult) float64 { return r.ReassignMS }, false, "%.1f"},
-	{"tcp_survived", "TCP connection survives reassign", "runs", "tcp survive", func(r *ArmResult) float64 { return b2f(r.TCPSurvived) }, true, "%.0f"},
+	{"tcp_survived", "TCP survives reassign (socket moved)", "runs", "tcp survive", func(r *ArmResult) float64 { return b2f(r.TCPSurvived) }, true, "%.0f"},
 }
 
 func b2f(b bool) float64 {
@@ -90,7 +92,7 @@ func (s *Summary) summarize() {
 			if len(vals) == 0 {
 				continue
 			}
-			if m.key == "tcp_survived" {
+			if m.key == "tcp_survived" || m.key == "moved" {
 				// Count of runs in which it survived, not a median.
 				var n float64
 				for _, v := range vals {
@@ -114,7 +116,7 @@ func (s *Summary) summarize() {
 		for _, m := range metrics {
 			a, aok := s.Medians["roam"][m.key]
 			b, bok := s.Medians[other][m.key]
-			if aok && bok && b != 0 && m.key != "tcp_survived" {
+			if aok && bok && b != 0 && m.key != "tcp_survived" && m.key != "moved" {
 				s.Ratios[key][m.key] = a / b
 			}
 		}
@@ -129,7 +131,7 @@ func (s *Summary) cell(arm string, m metric) string {
 		}
 		return "-"
 	}
-	if m.key == "tcp_survived" {
+	if m.key == "tcp_survived" || m.key == "moved" {
 		return fmt.Sprintf("%.0f/%d", v, s.Measured[arm][m.key])
 	}
 	return fmt.Sprintf(m.format, v)
