@@ -54,3 +54,28 @@ func TestPortReopens(t *testing.T) {
 		t.Fatal("no answer through the reopened port")
 	}
 }
+
+// mqPort is a two-queue port: queue 0 is itself.
+type mqPort struct {
+	*taptest.Port
+	q1 *taptest.Port
+}
+
+func (m mqPort) Queues() []tap.Port { return []tap.Port{m.Port, m.q1} }
+
+func TestMultiqueueReaders(t *testing.T) {
+	w := newWorld(t, Options{})
+	mq := mqPort{taptest.New("vmM", 64), taptest.New("vmM-q1", 64)}
+	if err := w.sw.AddPort(mq); err != nil {
+		t.Fatal(err)
+	}
+	w.cfg.Records[0].Ports = []string{"vmM"}
+	w.apply()
+	w.sw.Start()
+	defer w.sw.Close()
+	// A frame read on queue 1 is processed; the answer goes out of the port.
+	mq.q1.Inject(echoFrame(t, macA, gwMAC, ipA, gw0, 8, 1, 1))
+	if _, ok := mq.Recv(5 * time.Second); !ok {
+		t.Fatal("a frame read on queue 1 got no answer")
+	}
+}

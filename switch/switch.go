@@ -312,15 +312,39 @@ func (s *Switch) startReaderLocked(ps *portState) {
 		return
 	}
 	ps.running = true
-	s.wg.Add(1)
-	go s.reader(ps)
+	s.startQueues(ps, ps.port(), true)
 }
 
-func (s *Switch) reader(ps *portState) {
+// queues returns the ports to read of a driver: its queues when it has
+// several (tap.Multiqueue), else itself.
+func queues(p tap.Port) []tap.Port {
+	if mq, ok := p.(tap.Multiqueue); ok {
+		if qs := mq.Queues(); len(qs) > 1 {
+			return qs
+		}
+	}
+	return []tap.Port{p}
+}
+
+// startQueues starts a reader per queue of driver p (with lead, queue 0's
+// too): every queue is read by its own goroutine into its own buffers.
+func (s *Switch) startQueues(ps *portState, p tap.Port, lead bool) {
+	for i, q := range queues(p) {
+		if i == 0 && !lead {
+			continue
+		}
+		s.wg.Add(1)
+		go s.reader(ps, q, i == 0)
+	}
+}
+
+// reader reads queue p of port ps until the port is closed. The lead
+// reader (queue 0) also reopens the port when its device disappears and
+// restarts the other queues' readers; those just stop.
+func (s *Switch) reader(ps *portState, p tap.Port, lead bool) {
 	defer s.wg.Done()
 	w := newWorker(s)
 	frames := tap.NewFrames(s.o.BatchSize, tap.Headroom+tap.MaxFrame)
-	p := ps.port()
 	for {
 		n, err := p.Read(frames)
 		if n > 0 {
@@ -343,11 +367,19 @@ func (s *Switch) reader(ps *portState) {
 			ps.downs.Add(1)
 			s.log.Warn("port down", "port", ps.name, "err", err)
 		}
-		if errors.Is(err, tap.ErrDeviceGone) && ps.reopen != nil {
-			if p = s.reopenPort(ps, p); p == nil {
+		if errors.Is(err, tap.ErrDeviceGone) {
+			if !lead {
 				return
 			}
-			continue
+			if ps.reopen != nil {
+				np := s.reopenPort(ps, ps.port())
+				if np == nil {
+					return
+				}
+				s.startQueues(ps, np, false)
+				p = queues(np)[0]
+				continue
+			}
 		}
 		// A passing error: back off a little and read again.
 		select {
