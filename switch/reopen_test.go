@@ -79,3 +79,8 @@ func TestMultiqueueReaders(t *testing.T) {
 		t.Fatal("a frame read on queue 1 got no answer")
 	}
 }
+
+func (m mqPort) Close() error {
+	m.q1.Close()
+	return m.Port.Close()
+}
