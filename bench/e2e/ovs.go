@@ -88,6 +88,7 @@ ip -n %[4]s route add default via %[9]s
 		return err
 	}
 	o.dir = e.Path("ovs")
+	os.RemoveAll(o.dir) // the previous run's database and sockets
 	if err := os.MkdirAll(o.dir, 0o755); err != nil {
 		return err
 	}

@@ -168,7 +168,10 @@ func (s *Summary) WritePictures(dir string) ([]string, error) {
 		p.Draw(canvases[i][0])
 	}
 	t0, _ := time.Parse(time.RFC3339, s.Date)
-	names := []string{"reassign-" + t0.Format("20060102-150405") + ".png", "latest-reassign.png"}
+	names := []string{"reassign-" + t0.Format("20060102-150405") + s.slug() + ".png"}
+	if s.Label == "" {
+		names = append(names, "latest-reassign.png")
+	}
 	var files []string
 	for _, n := range names {
 		path := filepath.Join(dir, n)

@@ -15,6 +15,7 @@ import (
 // the median of each metric over the runs in which it was measured.
 type Summary struct {
 	Date      string                        `json:"date"`
+	Label     string                        `json:"label,omitempty"` // what differs from a plain make bench-e2e
 	Runs      int                           `json:"runs"`
 	Arms      []string                      `json:"arms"`
 	Host      map[string]string             `json:"host"`
@@ -40,6 +41,7 @@ var metrics = []metric{
 	{"tcp_1_gbps", "TCP, 1 stream", "Gbit/s", "tcp_1", func(r *ArmResult) float64 { return r.TCP1Gbps }, true, "%.2f"},
 	{"tcp_4_gbps", "TCP, 4 streams", "Gbit/s", "tcp_4", func(r *ArmResult) float64 { return r.TCP4Gbps }, true, "%.2f"},
 	{"udp64_pps", "UDP 64-byte delivered", "pkt/s", "udp64", func(r *ArmResult) float64 { return r.UDPPps }, true, "%.0f"},
+	{"udp64_sent_pps", "UDP 64-byte sent by the client", "pkt/s", "udp64", func(r *ArmResult) float64 { return r.UDPSentPps }, true, "%.0f"},
 	{"conn_per_s", "new TCP connections", "conn/s", "conn", func(r *ArmResult) float64 { return r.ConnPerS }, true, "%.0f"},
 	{"ping_p50_ms", "ping under load p50", "ms", "ping", func(r *ArmResult) float64 { return r.PingP50MS }, false, "%.3f"},
 	{"ping_p99_ms", "ping under load p99", "ms", "ping", func(r *ArmResult) float64 { return r.PingP99MS }, false, "%.3f"},
@@ -228,8 +230,13 @@ func oneLine(s string) string {
 func (s *Summary) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# roam bench-e2e, %s\n\n", s.Date)
-	fmt.Fprintf(&b, "Medians of %d run(s) on one host (%s CPUs, kernel %s, %s, %s). Durations: %v.\n\n",
-		s.Runs, s.Host["cpus"], s.Host["kernel"], s.Host["ovs"], s.Host["iperf3"], s.Durations)
+	if s.Label != "" {
+		fmt.Fprintf(&b, "**Not a plain `make bench-e2e` run: %s.**\n\n", s.Label)
+	}
+	fmt.Fprintf(&b, "Medians of %d run(s) on one host (%s CPUs, kernel %s, %s, %s; load average at the start %s). "+
+		"Each measurement: TCP %s, UDP %s, connections %s, ping %s, reassign stream %s.\n\n",
+		s.Runs, s.Host["cpus"], s.Host["kernel"], s.Host["ovs"], s.Host["iperf3"], s.Host["loadavg_at_start"],
+		s.Durations["tcp"], s.Durations["udp"], s.Durations["conn"], s.Durations["ping"], s.Durations["reassign"])
 	rows := s.rows()
 	for j, r := range rows {
 		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
@@ -243,6 +250,22 @@ func (s *Summary) Markdown() string {
 	b.WriteString("How each arm reassigns:\n\n")
 	for _, arm := range s.Arms {
 		fmt.Fprintf(&b, "- %s: %s\n", arm, s.Methods[arm])
+	}
+	notes := map[string]bool{}
+	var nb strings.Builder
+	for _, run := range s.PerRun {
+		for _, r := range run {
+			for _, n := range r.Notes {
+				line := "- " + r.Arm + ": " + oneLine(n) + "\n"
+				if !notes[line] {
+					notes[line] = true
+					nb.WriteString(line)
+				}
+			}
+		}
+	}
+	if nb.Len() > 0 {
+		b.WriteString("\nNotes:\n\n" + nb.String())
 	}
 	var f strings.Builder
 	s.writeFailures(&f, "- ")
@@ -268,7 +291,7 @@ func (s *Summary) Write(dir string) ([]string, error) {
 		return nil, err
 	}
 	t, _ := time.Parse(time.RFC3339, s.Date)
-	stamp := t.Format("20060102-150405")
+	stamp := t.Format("20060102-150405") + s.slug()
 	js, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return nil, err
@@ -282,6 +305,9 @@ func (s *Summary) Write(dir string) ([]string, error) {
 		{"e2e-" + stamp + ".json", js}, {"e2e-" + stamp + ".md", []byte(md)},
 		{"latest.json", js}, {"latest.md", []byte(md)},
 	} {
+		if s.Label != "" && strings.HasPrefix(f.name, "latest") {
+			continue
+		}
 		p := filepath.Join(dir, f.name)
 		if err := os.WriteFile(p, f.data, 0o644); err != nil {
 			return files, err
@@ -289,4 +315,42 @@ func (s *Summary) Write(dir string) ([]string, error) {
 		files = append(files, p)
 	}
 	return files, nil
+}
+
+// slug is "-" and the label's first words, for file names; "" without one.
+func (s *Summary) slug() string {
+	if s.Label == "" {
+		return ""
+	}
+	var b strings.Builder
+	for _, w := range strings.Fields(strings.ToLower(s.Label)) {
+		w = strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+				return r
+			}
+			return -1
+		}, w)
+		if w == "" {
+			continue
+		}
+		if b.Len()+len(w) > 32 {
+			break
+		}
+		b.WriteString("-" + w)
+	}
+	return b.String()
+}
+
+// ReadSummary loads a summary written by Write, to render it again.
+func ReadSummary(path string) (*Summary, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	s.summarize()
+	return &s, nil
 }

@@ -23,6 +23,7 @@ type Config struct {
 	Durs     Durations
 	Debug    bool
 	KeepTmp  bool
+	Label    string        // set: results are named after it and latest.* is left alone
 	Hold     time.Duration // pause after each arm's setup, for debugging
 	OVSNoTSO bool          // run OVS without userspace TSO, offloads off on the veths
 	Log      io.Writer
@@ -63,6 +64,7 @@ func Run(cfg Config) (*Summary, error) {
 
 	sum := &Summary{
 		Date:      time.Now().UTC().Format(time.RFC3339),
+		Label:     cfg.Label,
 		Runs:      cfg.Runs,
 		Arms:      cfg.Arms,
 		Host:      hostInfo(),
@@ -135,6 +137,7 @@ func runArm(env *Env, cfg Config, name string) (*ArmResult, []string) {
 	}
 	r = measureArm(env, arm, cfg.Durs)
 	if ra, ok := arm.(*roamArm); ok {
+		r.Notes = append(ra.Notes, r.Notes...)
 		if r.Errors != nil {
 			// What roamd said while it ran helps whoever reads the report.
 			if b, err := os.ReadFile(ra.dir + "/roamd.log"); err == nil && len(b) > 0 {

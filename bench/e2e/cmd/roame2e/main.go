@@ -1,6 +1,7 @@
 // Command roame2e runs roam's side-by-side end-to-end benchmark (see package
-// e2e and bench/e2e/README.md): `roame2e run [flags]`. `roame2e helper NAME`
-// is the traffic helper that the benchmark starts inside namespaces.
+// e2e and bench/e2e/README.md): `roame2e run [flags]`. `roame2e report
+// FILE.json [DIR]` renders a saved summary again. `roame2e helper NAME` is
+// the traffic helper that the benchmark starts inside namespaces.
 package main
 
 import (
@@ -17,6 +18,15 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "helper" {
 		if err := e2e.Helper(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "roame2e helper:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 2 && os.Args[1] == "report" {
+		// roame2e report FILE.json [OUTDIR]: render a summary again (after
+		// a change to the table or the picture).
+		if err := report(os.Args[2], os.Args[3:]); err != nil {
+			fmt.Fprintln(os.Stderr, "roame2e report:", err)
 			os.Exit(1)
 		}
 		return
@@ -44,6 +54,7 @@ func run() error {
 	flag.DurationVar(&d.Reassign, "reassign-dur", d.Reassign, "the sequenced stream around a reassign")
 	debug := flag.Bool("debug", false, "print every command")
 	noTSO := flag.Bool("ovs-no-tso", false, "run OVS without userspace TSO (offloads off on its veths)")
+	label := flag.String("label", "", "what differs from a plain run (e.g. a patched roamd): named in the report and the file names; latest.* is left alone")
 	hold := flag.Duration("hold", 0, "pause this long after each arm's setup (debugging)")
 	keep := flag.Bool("keep-tmp", false, "keep the temp dir (daemon logs)")
 	flag.Parse()
@@ -59,16 +70,32 @@ func run() error {
 		return a
 	}
 	cfg := e2e.Config{Runs: *runs, Arms: strings.Split(*arms, ","), Roamd: abs(*roamd), Roamctl: abs(*roamctl),
-		OutDir: *out, Self: self, Durs: d, Debug: *debug, KeepTmp: *keep, Hold: *hold, OVSNoTSO: *noTSO, Log: os.Stderr}
+		OutDir: *out, Self: self, Durs: d, Debug: *debug, KeepTmp: *keep, Hold: *hold, Label: *label, OVSNoTSO: *noTSO, Log: os.Stderr}
 	sum, err := e2e.Run(cfg)
 	if err != nil {
 		return err
 	}
-	pics, err := sum.WritePictures(cfg.OutDir)
+	return write(sum, cfg.OutDir)
+}
+
+func report(in string, rest []string) error {
+	sum, err := e2e.ReadSummary(in)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(in)
+	if len(rest) > 0 {
+		dir = rest[0]
+	}
+	return write(sum, dir)
+}
+
+func write(sum *e2e.Summary, dir string) error {
+	pics, err := sum.WritePictures(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "roame2e: picture:", err)
 	}
-	files, err := sum.Write(cfg.OutDir)
+	files, err := sum.Write(dir)
 	fmt.Print(sum.Table())
 	for _, f := range append(files, pics...) {
 		fmt.Println("wrote", f)
