@@ -72,6 +72,9 @@ type capPort struct {
 	subs atomic.Pointer[[]*capSession]
 }
 
+// Unwrap returns the driver behind the capture wrapper.
+func (p *capPort) Unwrap() tap.Port { return p.Port }
+
 // capPortFull also forwards the drivers' optional interfaces.
 type capPortFull struct {
 	*capPort

@@ -37,19 +37,31 @@ type DaemonConfig struct {
 	Metrics     string // metrics
 	LogLevel    string // log-level
 	NoSync      bool   // no-sync: skip fsync on commit (tests and benchmarks only)
+	Ports       string // ports: "drivers" (real TAP, AF_PACKET, stream and TUN ports) or "memory" (in-memory twins, for tests)
 }
 
 // DefaultDaemonConfig returns the defaults of DESIGN.md.
 func DefaultDaemonConfig() DaemonConfig {
-	return DaemonConfig{StateDir: "/var/lib/roam", Socket: "/run/roam/roamd.sock", SocketGroup: "roam", LogLevel: "info"}
+	return DaemonConfig{StateDir: "/var/lib/roam", Socket: "/run/roam/roamd.sock", SocketGroup: "roam", LogLevel: "info", Ports: PortsDrivers}
 }
 
 // ConfigKeys are the keys a config file may set, as the flags are named.
-var ConfigKeys = []string{"state-dir", "socket", "socket-group", "uplink", "public-cidr", "public-ip", "upstream", "metrics", "log-level", "no-sync"}
+var ConfigKeys = []string{"state-dir", "socket", "socket-group", "uplink", "public-cidr", "public-ip", "upstream", "metrics", "log-level", "no-sync", "ports"}
+
+// Values of the ports key.
+const (
+	PortsDrivers = "drivers"
+	PortsMemory  = "memory"
+)
 
 // Set sets one key.
 func (c *DaemonConfig) Set(key, value string) error {
 	switch key {
+	case "ports":
+		if value != PortsDrivers && value != PortsMemory {
+			return fmt.Errorf("ports %q: want %q or %q", value, PortsDrivers, PortsMemory)
+		}
+		c.Ports = value
 	case "state-dir":
 		c.StateDir = value
 	case "socket":
@@ -164,9 +176,15 @@ func (c DaemonConfig) Gateway() (Gateway, error) {
 	return g, validateGateway(g)
 }
 
-// MemoryPorts is the default port factory until the drivers are wired: an
-// in-memory taptest port named by its spec, for every spec.
+// MemoryPorts is the port factory of `ports = memory`: an in-memory taptest
+// port named by its spec, for every spec (tests, and trying roamd out
+// without root).
 var MemoryPorts = PortFactoryFunc(func(spec string) (tap.Port, error) { return taptest.New(spec, 1024), nil })
+
+// DriverPorts is the port factory of `ports = drivers` (the default): the
+// real drivers of package tap. TAP devices are brought up (their MAC and MTU
+// follow the record attached, see configureGuestsLocked).
+var DriverPorts = PortFactoryFunc(func(spec string) (tap.Port, error) { return tap.Open(spec, tap.Options{Up: true}) })
 
 // DaemonOptions are what the program hands to StartDaemon besides the config.
 type DaemonOptions struct {
@@ -211,7 +229,10 @@ func StartDaemon(cfg DaemonConfig, o DaemonOptions) (*Daemon, error) {
 	}
 	ports := o.Ports
 	if ports == nil {
-		ports = MemoryPorts
+		ports = DriverPorts
+		if cfg.Ports == PortsMemory {
+			ports = MemoryPorts
+		}
 	}
 	hub := NewCaptureHub()
 	ports = hub.Wrap(ports)

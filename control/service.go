@@ -28,6 +28,12 @@ type DataPath interface {
 	RemovePort(name string) error
 }
 
+// reopenAdder is an optional interface of a DataPath that reopens a port
+// whose device disappeared (vswitch.Switch.AddPortReopen).
+type reopenAdder interface {
+	AddPortReopen(p tap.Port, reopen func() (tap.Port, error)) error
+}
+
 // DeltaApplier is an optional fast path of a DataPath: ApplyDelta publishes
 // cfg, which differs from the config in force only in the records named by
 // changed (modified, added or removed; subnets, groups and the gateway are
@@ -280,6 +286,11 @@ func Open(o Options) (*Service, error) {
 	if err := s.dp.Apply(cfg); err != nil {
 		return nil, fmt.Errorf("publish restored state (gen %d): %w", s.st.gen, err)
 	}
+	all := make(map[string]bool, len(s.st.enis))
+	for id := range s.st.enis {
+		all[id] = true
+	}
+	s.configureGuestsLocked(all)
 	s.last = cfg
 	s.log.Info("state restored", "gen", s.st.gen, "subnets", len(s.st.subnets), "groups", len(s.st.groups),
 		"instances", len(s.st.instances), "enis", len(s.st.enis), "eips", len(s.st.eips))
@@ -365,7 +376,14 @@ func (s *Service) openPortLocked(spec string) (*openPort, error) {
 	op := &openPort{}
 	p, err := s.factory.Open(spec)
 	if err == nil {
-		if err = s.dp.AddPort(p); err != nil {
+		if ra, ok := s.dp.(reopenAdder); ok {
+			// The data path reopens the port itself when its device
+			// disappears and comes back.
+			err = ra.AddPortReopen(p, func() (tap.Port, error) { return s.factory.Open(spec) })
+		} else {
+			err = s.dp.AddPort(p)
+		}
+		if err != nil {
 			p.Close()
 		}
 	}

@@ -246,6 +246,7 @@ func update[T any](s *Service, p Principal, op string, fn func(tx *txn) (func() 
 	for _, f := range tx.after {
 		f()
 	}
+	s.configureGuestsLocked(tx.dirty)
 	s.log.Info("operation", "op", op, "uid", p.UID, "target", tx.target, "gen", s.st.gen)
 	out := view()
 	if s.observe != nil {

@@ -61,7 +61,7 @@ func newDaemon(t testing.TB, extra ...string) *daemon {
 	os.Chmod(dir, 0o755)
 	d := &daemon{t: t, dir: dir, socket: filepath.Join(dir, "run", "roamd.sock")}
 	d.args = append([]string{"--state-dir", filepath.Join(dir, "state"), "--socket", d.socket,
-		"--public-cidr", "198.51.100.0/24", "--public-ip", "198.51.100.1", "--uplink", "tap:uplink0", "--socket-group", ""}, extra...)
+		"--public-cidr", "198.51.100.0/24", "--public-ip", "198.51.100.1", "--uplink", "tap:uplink0", "--socket-group", "", "--ports", "memory"}, extra...)
 	d.client = control.NewClient(d.socket)
 	t.Cleanup(func() {
 		d.kill()

@@ -37,6 +37,7 @@ func run(args []string) error {
 		{"upstream", "", "next hop on the uplink: an IP (resolved with ARP) or a MAC (used as is)"},
 		{"metrics", "", "serve Prometheus metrics on this address (host:port)"},
 		{"log-level", def.LogLevel, "debug, info, warn or error"},
+		{"ports", def.Ports, "port drivers: drivers (real TAP, AF_PACKET, stream and TUN ports) or memory (in-memory twins, for tests)"},
 	} {
 		vals[f.key] = fs.String(f.key, f.def, f.usage)
 	}

@@ -74,7 +74,7 @@ func TestDaemonLifecycle(t *testing.T) {
 	conf := filepath.Join(dir, "roamd.conf")
 	sock := filepath.Join(dir, "roamd.sock")
 	write := func(level, publicIP string) {
-		text := fmt.Sprintf("# test\nstate-dir = %s\nsocket = %s\nsocket-group = \"\"\npublic-cidr = 198.51.100.0/24\npublic-ip = %s\nlog-level = %s\nuplink = tap:up0\nmetrics = 127.0.0.1:0\n",
+		text := fmt.Sprintf("# test\nstate-dir = %s\nsocket = %s\nsocket-group = \"\"\npublic-cidr = 198.51.100.0/24\npublic-ip = %s\nlog-level = %s\nuplink = tap:up0\nmetrics = 127.0.0.1:0\nports = memory\n",
 			filepath.Join(dir, "state"), sock, publicIP, level)
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
