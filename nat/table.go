@@ -336,23 +336,10 @@ func (t *Table) TrackInto(k Tuple, seg *Seg, now uint32, v *Verdict) {
 
 // TrackHashed is TrackInto for a key whose hash (Hash) is known.
 func (t *Table) TrackHashed(k Tuple, h uint64, seg *Seg, now uint32, v *Verdict) {
-	x := t.shardOf(h)
-	x.mu.Lock()
-	ref, dir, ok := t.findLocked(x, k, h)
+	x, ref, dir, ok := t.lockOwner(k, h)
 	if !ok {
-		x.mu.Unlock()
 		*v = Verdict{}
 		return
-	}
-	if y := ref >> refShardShift; y != x.id {
-		x.mu.Unlock()
-		x = &t.shards[y]
-		x.mu.Lock()
-		if f := x.flow(ref); f.expires == 0 || f.t[dir] != k {
-			x.mu.Unlock() // freed and reused meanwhile
-			*v = Verdict{}
-			return
-		}
 	}
 	t.updateLocked(x.flow(ref), ref, dir, seg, now, v)
 	x.mu.Unlock()
@@ -362,6 +349,29 @@ func (t *Table) TrackHashed(k Tuple, h uint64, seg *Seg, now uint32, v *Verdict)
 		t.dropExpired(k, now)
 		*v = Verdict{}
 	}
+}
+
+// lockOwner finds the flow of key k (hashed h) and returns it with its
+// owner shard locked; ok is false (and nothing is locked) when there is
+// none. A flow found in another shard's index is checked again under its
+// owner's lock, since it may have been freed and reused in between.
+func (t *Table) lockOwner(k Tuple, h uint64) (x *shard, ref uint32, dir Dir, ok bool) {
+	x = t.shardOf(h)
+	x.mu.Lock()
+	if ref, dir, ok = t.findLocked(x, k, h); !ok {
+		x.mu.Unlock()
+		return nil, 0, 0, false
+	}
+	if y := ref >> refShardShift; y != x.id {
+		x.mu.Unlock()
+		x = &t.shards[y]
+		x.mu.Lock()
+		if f := x.flow(ref); f.expires == 0 || f.t[dir] != k {
+			x.mu.Unlock()
+			return nil, 0, 0, false
+		}
+	}
+	return x, ref, dir, true
 }
 
 // dropExpired removes the flow that tuple k belongs to if it has expired,
@@ -394,22 +404,9 @@ func (t *Table) dropExpired(k Tuple, now uint32) bool {
 // Peek returns the translation of a packet with tuple k without updating
 // the flow (used for ICMP errors, which never refresh a session, RFC 5508).
 func (t *Table) Peek(k Tuple, now uint32) Verdict {
-	h := k.hash(t.seed)
-	x := t.shardOf(h)
-	x.mu.Lock()
-	ref, dir, ok := t.findLocked(x, k, h)
+	x, ref, dir, ok := t.lockOwner(k, k.hash(t.seed))
 	if !ok {
-		x.mu.Unlock()
 		return Verdict{}
-	}
-	if y := ref >> refShardShift; y != x.id {
-		x.mu.Unlock()
-		x = &t.shards[y]
-		x.mu.Lock()
-		if f := x.flow(ref); f.expires == 0 || f.t[dir] != k {
-			x.mu.Unlock()
-			return Verdict{}
-		}
 	}
 	f := x.flow(ref)
 	v := Verdict{Found: true, Dir: dir, To: f.t[1-dir].Reverse(), Owner: f.owner, Ref: ref, State: f.state}
