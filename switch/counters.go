@@ -22,7 +22,9 @@ type Counters struct {
 	Flows        int               `json:"flows"`       // conntrack entries (switch) or charged to the record
 	FlowsCreated uint64            `json:"flows_created"`
 	FlowLimit    int               `json:"flow_limit"`
-	Held         int               `json:"held"` // fragments waiting for their first fragment (no verdict yet)
+	Held         int               `json:"held"`                          // fragments waiting for their first fragment (no verdict yet)
+	ICMPSent     uint64            `json:"icmp_errors_sent,omitempty"`    // ICMP errors roam originated (switch only)
+	ICMPLimited  uint64            `json:"icmp_errors_limited,omitempty"` // ICMP errors suppressed by Options.ICMPErrorRate
 }
 
 // counterSet is the live, atomically updated form of Counters.
@@ -30,20 +32,23 @@ type counterSet struct {
 	packets, packetsIn, packetsOut atomic.Uint64
 	bytesIn, bytesOut              atomic.Uint64
 	forwarded, translated, local   atomic.Uint64
+	icmpSent, icmpLimited          atomic.Uint64
 	drops                          [packet.NumReasons]atomic.Uint64
 }
 
 func (c *counterSet) snapshot() Counters {
 	out := Counters{
-		Packets:    c.packets.Load(),
-		PacketsIn:  c.packetsIn.Load(),
-		PacketsOut: c.packetsOut.Load(),
-		BytesIn:    c.bytesIn.Load(),
-		BytesOut:   c.bytesOut.Load(),
-		Forwarded:  c.forwarded.Load(),
-		Translated: c.translated.Load(),
-		Local:      c.local.Load(),
-		Drops:      map[string]uint64{},
+		Packets:     c.packets.Load(),
+		PacketsIn:   c.packetsIn.Load(),
+		PacketsOut:  c.packetsOut.Load(),
+		BytesIn:     c.bytesIn.Load(),
+		BytesOut:    c.bytesOut.Load(),
+		Forwarded:   c.forwarded.Load(),
+		Translated:  c.translated.Load(),
+		Local:       c.local.Load(),
+		ICMPSent:    c.icmpSent.Load(),
+		ICMPLimited: c.icmpLimited.Load(),
+		Drops:       map[string]uint64{},
 	}
 	for r := range c.drops {
 		if n := c.drops[r].Load(); n != 0 {

@@ -99,13 +99,17 @@ func (w *worker) echoReply(in *portState, f *tap.Frame) {
 }
 
 // icmpErrorReply turns the current packet into an ICMP error about it
-// (time exceeded, fragmentation needed) from the gateway, in place, and
+// (time exceeded, fragmentation needed, administratively prohibited) from
+// the gateway, in place, and
 // sends it back out of port in. The error carries the offending datagram's
 // header and as much of its data as fits in 576 bytes (RFC 1812 4.3.2.3).
-func (w *worker) icmpErrorReply(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, typ, code uint8, mtu int) {
+func (w *worker) icmpErrorReply(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, typ, code uint8, mtu int, now uint32) {
 	p := w.p
 	if p.ICMPType != 0 && p.Proto == packet.ProtoICMP && packet.IsError(p.ICMPType) {
 		return // never an error about an error
+	}
+	if p.Frag == packet.LaterFragment || !w.s.errorAllowed(now) {
+		return // only about a datagram's first fragment; rate-limited
 	}
 	var src uint32
 	switch {

@@ -164,6 +164,10 @@ func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap
 	p := w.p
 	frame := f.Bytes()
 	if w.isDHCP() {
+		if !in.dhcpWin.allow(now, w.s.o.DHCPRate) {
+			w.drop(packet.ReasonDHCPRate, rec)
+			return
+		}
 		w.dhcp(snap, in, rec, f)
 		return
 	}
@@ -202,6 +206,7 @@ func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap
 	if v.Reason != packet.ReasonNone {
 		w.drop(v.Reason, rec)
 		w.fragVerdict(snap, in, rec, f, v, now)
+		w.refused(snap, in, rec, f, v.Reason, now)
 		return
 	}
 	w.tally.switchTo(rec.st)
@@ -369,7 +374,9 @@ func (w *worker) newFromUplink(snap *Snapshot, k nat.Tuple, seg *nat.Seg, now ui
 func (w *worker) icmpError(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, now uint32) {
 	p := w.p
 	frame := f.Bytes()
-	if !nat.ICMPChecksumValid(frame, p) {
+	if !nat.ICMPChecksumValid(frame, p) || !packet.IPv4(frame[p.Inner.L3:p.End]).ChecksumValid() {
+		// RFC 5508 REQ-3: a bad ICMP checksum, or a bad checksum of the
+		// embedded IP header, and the error is dropped.
 		w.drop(packet.ReasonBadChecksum, rec)
 		return
 	}
@@ -471,12 +478,12 @@ func (w *worker) forward(snap *Snapshot, in *portState, from *recEntry, f *tap.F
 	crossing := from == nil || d == nil || d.subnet != from.subnet
 	if crossing && p.TTL <= 1 {
 		w.drop(packet.ReasonTTL, from)
-		w.icmpErrorReply(snap, in, from, f, packet.ICMPTimeExceeded, packet.ICMPCodeTTLExceeded, 0)
+		w.icmpErrorReply(snap, in, from, f, packet.ICMPTimeExceeded, packet.ICMPCodeTTLExceeded, 0, now)
 		return
 	}
 	if mtu := w.mtu(snap, d); f.GSO.Type == tap.GSONone && p.End-p.L3 > mtu && packet.IPv4(frame[p.L3:]).DF() {
 		w.drop(packet.ReasonFragNeeded, from)
-		w.icmpErrorReply(snap, in, from, f, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, mtu)
+		w.icmpErrorReply(snap, in, from, f, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, mtu, now)
 		return
 	}
 	switch {

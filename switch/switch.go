@@ -31,7 +31,15 @@ type Options struct {
 	// false (the default, as Linux conntrack does) admits only the remote
 	// endpoints the mapping has sent to.
 	EndpointIndependentFiltering bool
-	Logger                       *slog.Logger
+	// ICMPErrorRate bounds the ICMP errors roam originates (time exceeded,
+	// fragmentation needed, administratively prohibited), per second for
+	// the whole switch (0 = DefaultICMPErrorRate, < 0 = none sent).
+	ICMPErrorRate int
+	// DHCPRate bounds the DHCP messages answered per second on one port
+	// (0 = DefaultDHCPRate, < 0 = none); the rest are dropped and counted
+	// as dhcp_rate_limited, so a guest flooding DHCP costs roam little.
+	DHCPRate int
+	Logger   *slog.Logger
 }
 
 // Switch is roam's data path: ports, the batch pipeline, routing by record,
@@ -57,6 +65,10 @@ type Switch struct {
 	started  bool
 	wg       sync.WaitGroup
 	workers  chan *worker // idle workers for Process (not a sync.Pool: GC would drop them)
+
+	icmpWin      window        // ICMPErrorRate
+	exhausted    atomic.Uint64 // PAT exhaustion refusals since the last log line
+	exhaustedLog atomic.Uint32 // when that line was logged (Unix s)
 }
 
 // recordState is what survives snapshots for a record: its counters and
@@ -80,6 +92,7 @@ type portState struct {
 	reopen  func() (tap.Port, error) // nil: the port cannot be reopened
 	downs   atomic.Uint64            // times the port went down
 	reopens atomic.Uint64            // times it was reopened
+	dhcpWin window                   // Options.DHCPRate
 }
 
 // port returns the port's current driver (it changes when reopened).
@@ -128,6 +141,12 @@ func New(o Options) *Switch {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.ICMPErrorRate == 0 {
+		o.ICMPErrorRate = DefaultICMPErrorRate
+	}
+	if o.DHCPRate == 0 {
+		o.DHCPRate = DefaultDHCPRate
 	}
 	s := &Switch{
 		o:       o,

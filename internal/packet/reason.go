@@ -46,6 +46,7 @@ const (
 	ReasonNoPublicIP   // the record has no way out (no public IP and no PAT address)
 	ReasonNATConflict  // the translated tuple is already taken by another flow
 	ReasonNoNeighbor   // the uplink next hop's MAC is not resolved yet (an ARP request went out)
+	ReasonDHCPRate     // a port sent more DHCP messages than its rate allows
 	NumReasons
 )
 
@@ -87,6 +88,7 @@ var reasonNames = [NumReasons]string{
 	ReasonNoPublicIP:    "no_public_ip",
 	ReasonNATConflict:   "nat_conflict",
 	ReasonNoNeighbor:    "neighbor_unresolved",
+	ReasonDHCPRate:      "dhcp_rate_limited",
 }
 
 // String returns the reason's snake_case name, as counters and metrics show it.
