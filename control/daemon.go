@@ -38,15 +38,19 @@ type DaemonConfig struct {
 	LogLevel    string // log-level
 	NoSync      bool   // no-sync: skip fsync on commit (tests and benchmarks only)
 	Ports       string // ports: "drivers" (real TAP, AF_PACKET, stream and TUN ports) or "memory" (in-memory twins, for tests)
+	// KeepFlows (keep-flows, default true): on SIGTERM or SIGINT roamd
+	// hands over (Daemon.Handover) instead of shutting down: TAP devices
+	// stay and the flows are saved for the next roamd.
+	KeepFlows bool
 }
 
 // DefaultDaemonConfig returns the defaults of DESIGN.md.
 func DefaultDaemonConfig() DaemonConfig {
-	return DaemonConfig{StateDir: "/var/lib/roam", Socket: "/run/roam/roamd.sock", SocketGroup: "roam", LogLevel: "info", Ports: PortsDrivers}
+	return DaemonConfig{StateDir: "/var/lib/roam", Socket: "/run/roam/roamd.sock", SocketGroup: "roam", LogLevel: "info", Ports: PortsDrivers, KeepFlows: true}
 }
 
 // ConfigKeys are the keys a config file may set, as the flags are named.
-var ConfigKeys = []string{"state-dir", "socket", "socket-group", "uplink", "public-cidr", "public-ip", "upstream", "metrics", "log-level", "no-sync", "ports"}
+var ConfigKeys = []string{"state-dir", "socket", "socket-group", "uplink", "public-cidr", "public-ip", "upstream", "metrics", "log-level", "no-sync", "ports", "keep-flows"}
 
 // Values of the ports key.
 const (
@@ -80,6 +84,15 @@ func (c *DaemonConfig) Set(key, value string) error {
 		c.Metrics = value
 	case "log-level":
 		c.LogLevel = value
+	case "keep-flows":
+		switch value {
+		case "true", "1", "yes", "":
+			c.KeepFlows = true
+		case "false", "0", "no":
+			c.KeepFlows = false
+		default:
+			return invalid("keep-flows", value, "want true or false")
+		}
 	case "no-sync":
 		switch value {
 		case "true", "1", "yes":
@@ -254,6 +267,7 @@ func StartDaemon(cfg DaemonConfig, o DaemonOptions) (*Daemon, error) {
 		return nil, err
 	}
 	d.Service = svc
+	d.restoreFlows()
 	d.Switch.Start()
 	d.API = NewAPI(svc, SwitchInspector{Switch: d.Switch}, hub, d.log)
 	gid := -1

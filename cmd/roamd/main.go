@@ -41,6 +41,7 @@ func run(args []string) error {
 	} {
 		vals[f.key] = fs.String(f.key, f.def, f.usage)
 	}
+	keepFlows := fs.Bool("keep-flows", def.KeepFlows, "on SIGTERM or SIGINT keep the TAP devices and save every flow for the next roamd (graceful restart); false removes them")
 	noSync := fs.Bool("no-sync", false, "do not fsync the store on commit (tests and benchmarks only: a power loss may lose or corrupt state)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -69,6 +70,9 @@ func run(args []string) error {
 					return cfg, err
 				}
 			}
+		}
+		if set["keep-flows"] {
+			cfg.KeepFlows = *keepFlows
 		}
 		if set["no-sync"] {
 			cfg.NoSync = *noSync
@@ -106,9 +110,13 @@ func run(args []string) error {
 				}
 				continue
 			}
-			log.Info("shutting down", "signal", s.String())
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			if cfg.KeepFlows {
+				log.Info("handing over: devices and flows kept for the next roamd", "signal", s.String())
+				return d.Handover(ctx)
+			}
+			log.Info("shutting down", "signal", s.String())
 			return d.Shutdown(ctx)
 		case err := <-d.Errors():
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
