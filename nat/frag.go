@@ -49,6 +49,11 @@ type fragEntry struct {
 	reason  packet.Reason // its verdict: ReasonNone forwards the rest
 	to      FragKey       // addresses to rewrite the rest into (Src, Dst)
 	held    int32         // head of the held list, -1 none
+	// firstEnd is where the first fragment's data ends (bytes from the
+	// start of the IP payload; 0: unknown). A later fragment that starts
+	// before it overlaps the first fragment, the one the verdict was made
+	// on, and could rewrite its transport header (RFC 1858, RFC 3128).
+	firstEnd uint16
 }
 
 type heldFrag struct {
@@ -83,6 +88,13 @@ func NewFrags(o FragOptions) *Frags {
 // Learn records the verdict and translated addresses of a datagram's first
 // fragment. It returns false when the table is full.
 func (f *Frags) Learn(k FragKey, reason packet.Reason, newSrc, newDst uint32, now uint32) bool {
+	return f.LearnFirst(k, reason, newSrc, newDst, 0, now)
+}
+
+// LearnFirst is Learn that also records where the first fragment's data
+// ends (firstEnd bytes of IP payload), so that LookupAt refuses later
+// fragments overlapping it.
+func (f *Frags) LearnFirst(k FragKey, reason packet.Reason, newSrc, newDst uint32, firstEnd int, now uint32) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e, ok := f.m[k]
@@ -94,6 +106,7 @@ func (f *Frags) Learn(k FragKey, reason packet.Reason, newSrc, newDst uint32, no
 	}
 	e.known, e.reason = true, reason
 	e.to = FragKey{Src: newSrc, Dst: newDst}
+	e.firstEnd = uint16(min(max(firstEnd, 0), 0xffff))
 	e.expires = now + f.timeout
 	f.m[k] = e
 	return true
@@ -102,11 +115,21 @@ func (f *Frags) Learn(k FragKey, reason packet.Reason, newSrc, newDst uint32, no
 // Lookup returns what to do with a later fragment: ok is false when its
 // first fragment is unknown.
 func (f *Frags) Lookup(k FragKey, now uint32) (reason packet.Reason, newSrc, newDst uint32, ok bool) {
+	return f.LookupAt(k, -1, now)
+}
+
+// LookupAt is Lookup for a later fragment whose data starts off bytes into
+// the IP payload: one that overlaps the first fragment gets
+// packet.ReasonFragOverlap (off < 0 skips the check).
+func (f *Frags) LookupAt(k FragKey, off int, now uint32) (reason packet.Reason, newSrc, newDst uint32, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e, found := f.m[k]
 	if !found || !e.known || e.expires < now {
 		return 0, 0, 0, false
+	}
+	if off >= 0 && off < int(e.firstEnd) && e.reason == packet.ReasonNone {
+		return packet.ReasonFragOverlap, 0, 0, true
 	}
 	return e.reason, e.to.Src, e.to.Dst, true
 }

@@ -630,7 +630,7 @@ func (w *worker) laterFragment(snap *Snapshot, in *portState, rec *recEntry, f *
 	p := w.p
 	frame := f.Bytes()
 	fk := nat.FragKeyOf(p, frame)
-	r, nsrc, ndst, ok := w.s.frags.Lookup(fk, now)
+	r, nsrc, ndst, ok := w.s.frags.LookupAt(fk, fragOffset(frame, p), now)
 	if !ok {
 		if !w.s.frags.Hold(fk, frame, now) {
 			w.drop(packet.ReasonFragLimit, rec)
@@ -677,6 +677,12 @@ func (w *worker) forwardFragment(snap *Snapshot, in *portState, rec *recEntry, f
 	w.deliver(snap, ps, d, rec, f, ndst, k != to)
 }
 
+// fragOffset returns where a fragment's data starts in its datagram's IP
+// payload, in bytes.
+func fragOffset(frame []byte, p *packet.Parsed) int {
+	return int(packet.IPv4(frame[p.L3:]).FragField()&0x1fff) * 8
+}
+
 // fragVerdict records a first fragment's verdict for the rest of its
 // datagram and releases the fragments held for it. It is a no-op for
 // packets that are not first fragments.
@@ -687,7 +693,8 @@ func (w *worker) fragVerdict(snap *Snapshot, in *portState, rec *recEntry, f *ta
 	}
 	frame := f.Bytes()
 	fk := nat.FragKeyOf(p, frame)
-	w.s.frags.Learn(fk, v.Reason, v.To.Src, v.To.Dst, now)
+	firstEnd := p.End - p.L4 // the first fragment's data, from the start of the IP payload
+	w.s.frags.LearnFirst(fk, v.Reason, v.To.Src, v.To.Dst, firstEnd, now)
 	saved := w.p
 	w.p = &w.scratch
 	w.s.frags.Drain(fk, func(held []byte) {
@@ -706,6 +713,10 @@ func (w *worker) fragVerdict(snap *Snapshot, in *portState, rec *recEntry, f *ta
 		x.GSO = tap.GSO{}
 		if packet.Parse(x.Bytes(), w.p) != packet.ReasonNone {
 			w.drop(packet.ReasonBadIPHeader, rec)
+			return
+		}
+		if fragOffset(x.Bytes(), w.p) < firstEnd {
+			w.drop(packet.ReasonFragOverlap, rec)
 			return
 		}
 		w.forwardFragment(snap, in, rec, x, v.To.Src, v.To.Dst)

@@ -47,6 +47,7 @@ const (
 	ReasonNATConflict  // the translated tuple is already taken by another flow
 	ReasonNoNeighbor   // the uplink next hop's MAC is not resolved yet (an ARP request went out)
 	ReasonDHCPRate     // a port sent more DHCP messages than its rate allows
+	ReasonFragOverlap  // a later fragment overlaps its datagram's first fragment
 	NumReasons
 )
 
@@ -89,6 +90,7 @@ var reasonNames = [NumReasons]string{
 	ReasonNATConflict:   "nat_conflict",
 	ReasonNoNeighbor:    "neighbor_unresolved",
 	ReasonDHCPRate:      "dhcp_rate_limited",
+	ReasonFragOverlap:   "frag_overlap",
 }
 
 // String returns the reason's snake_case name, as counters and metrics show it.
