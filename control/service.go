@@ -274,6 +274,9 @@ func Open(o Options) (*Service, error) {
 	}
 	for _, in := range sortedValues(s.st.instances) {
 		for _, p := range in.Ports {
+			if id := s.st.slots[slot{in.ID, p.DeviceIndex}]; p.Hotplug && id == "" {
+				continue // a free hot-plug slot has no port
+			}
 			s.openPortLocked(p.Spec)
 		}
 	}
@@ -556,6 +559,7 @@ func (s *Service) checkLocked() []string {
 			}
 		}
 	}
+	bad = append(bad, s.checkDataPathLocked()...)
 	return bad
 }
 

@@ -84,7 +84,9 @@ func dumpString(d *control.Dump) string {
 // same state directory, and compares the restored state with the last
 // committed one: exactly the same, or, when an operation was in flight,
 // that operation's outcome (it committed or it did not, nothing else).
-// An acknowledged operation is never lost. Bounded in time.
+// An acknowledged operation is never lost, and after every operation and
+// every restart the config the switch has in force equals a full rebuild
+// from the store (the state dump's problems). Bounded in time.
 func TestRestartAfterKill9(t *testing.T) {
 	d := newDaemon(t)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -93,8 +95,8 @@ func TestRestartAfterKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(25 * time.Second)
-	kills, ops, inflight := 0, 0, 0
-	for round := 0; round < 40 && time.Now().Before(deadline); round++ {
+	kills, ops, inflight, checks := 0, 0, 0, 0
+	for round := 0; round < 100 && time.Now().Before(deadline); round++ {
 		killAt := time.Duration(5+rng.IntN(120)) * time.Millisecond
 		killed := make(chan struct{})
 		go func(p *daemon) {
@@ -123,6 +125,10 @@ func TestRestartAfterKill9(t *testing.T) {
 			if err != nil {
 				break // killed after the operation, before the dump
 			}
+			if len(next.Problems) > 0 {
+				t.Fatalf("round %d: after %s: state or data path inconsistent: %v", round, op.name, next.Problems)
+			}
+			checks++
 			last, pending, acked = next, nil, false
 		}
 		<-killed
@@ -134,9 +140,12 @@ func TestRestartAfterKill9(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: dump after restart: %v", round, err)
 		}
+		// Problems include the data path check: the config the switch
+		// has in force equals a full rebuild from the store.
 		if len(got.Problems) > 0 {
 			t.Fatalf("round %d: restored state inconsistent: %v", round, got.Problems)
 		}
+		checks++
 		switch {
 		case got.Gen == last.Gen:
 			if acked {
@@ -168,6 +177,7 @@ func TestRestartAfterKill9(t *testing.T) {
 	if kills < 5 {
 		t.Fatalf("only %d kills in the time bound", kills)
 	}
-	t.Logf("%d kills, %d acknowledged operations, %d restarts found the in-flight operation committed; final state: %d records, %d instances",
-		kills, ops, inflight, len(last.ENIs), len(last.Instances))
+	t.Logf("%d kills, %d acknowledged operations, %d restarts found the in-flight operation committed; "+
+		"store and data path compared %d times (switch config == rebuild from the store); final state: %d records, %d instances",
+		kills, ops, inflight, checks, len(last.ENIs), len(last.Instances))
 }
