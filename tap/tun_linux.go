@@ -173,30 +173,14 @@ func (t *TUN) Read(frames []Frame) (int, error) {
 		}
 		k, bytes := 0, 0
 		for i := 0; i < n; i++ {
-			f := &frames[i]
-			pkt := f.Buf[Headroom+tunOffset : Headroom+tunOffset+sizes[i]]
-			var et uint16
-			switch {
-			case len(pkt) >= 20 && pkt[0]>>4 == 4:
-				et = etherIPv4
-			case len(pkt) >= 40 && pkt[0]>>4 == 6:
-				et = etherIPv6
-			default:
+			if !wrapTUN(&frames[i], sizes[i]) {
 				t.drop(DropNotIP)
 				continue
 			}
 			if k != i {
 				frames[k], frames[i] = frames[i], frames[k]
-				f = &frames[k]
 			}
-			eth := f.Buf[Headroom : Headroom+ethHdrLen]
-			copy(eth[0:6], TUNLocalMAC)
-			copy(eth[6:12], TUNPeerMAC)
-			binary.BigEndian.PutUint16(eth[12:], et)
-			f.Off = Headroom
-			f.Len = ethHdrLen + len(pkt)
-			f.GSO = GSO{}
-			bytes += f.Len
+			bytes += frames[k].Len
 			k++
 		}
 		if k == 0 {
@@ -206,6 +190,31 @@ func (t *TUN) Read(frames []Frame) (int, error) {
 		t.rx(k, bytes)
 		return k, nil
 	}
+}
+
+// wrapTUN gives the IP packet of n bytes that the device read into
+// f.Buf[Headroom+tunOffset:] an Ethernet header (TUNPeerMAC to
+// TUNLocalMAC) and makes it f's frame. It returns false, leaving f as it
+// was, for a packet that is neither IPv4 nor IPv6.
+func wrapTUN(f *Frame, n int) bool {
+	pkt := f.Buf[Headroom+tunOffset : Headroom+tunOffset+n]
+	var et uint16
+	switch {
+	case len(pkt) >= 20 && pkt[0]>>4 == 4:
+		et = etherIPv4
+	case len(pkt) >= 40 && pkt[0]>>4 == 6:
+		et = etherIPv6
+	default:
+		return false
+	}
+	eth := f.Buf[Headroom : Headroom+ethHdrLen]
+	copy(eth[0:6], TUNLocalMAC)
+	copy(eth[6:12], TUNPeerMAC)
+	binary.BigEndian.PutUint16(eth[12:], et)
+	f.Off = Headroom
+	f.Len = ethHdrLen + len(pkt)
+	f.GSO = GSO{}
+	return true
 }
 
 // Write implements Port: it strips each frame's Ethernet header and hands the
