@@ -94,7 +94,25 @@ type Record struct {
 	// FlowBudget is the most conntrack entries the record may hold (0 means
 	// the switch's default).
 	FlowBudget int
+	// FlowPolicy is what happens to the record's tracked flows when a
+	// snapshot changes its security groups (the list, or a group's rules)
+	// or its public IPs: FlowKeep ("" too), FlowReevaluate or FlowReset.
+	FlowPolicy string
 }
+
+// Flow policies (Record.FlowPolicy).
+const (
+	// FlowKeep keeps tracked flows as they are, as AWS does: return
+	// traffic of a tracked flow stays allowed whatever the new rules.
+	FlowKeep = "keep"
+	// FlowReevaluate removes the flows the new rules (or public IPs)
+	// would not admit; their later packets are judged as first packets
+	// by the rules in force, and dropped.
+	FlowReevaluate = "reevaluate"
+	// FlowReset removes every flow of the record; TCP connections get a
+	// RST at both ends.
+	FlowReset = "reset"
+)
 
 // Association binds a public IP to one of a record's private IPs.
 type Association struct {

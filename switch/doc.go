@@ -54,9 +54,19 @@
 //     attachment moves only the flows of the one removed.
 //   - Security groups are evaluated on a flow's first packet (egress of the
 //     sender, ingress of the receiver) and the verdict is cached as the flow
-//     itself; return traffic is always allowed. Changing a group does not
-//     affect existing flows (AWS keeps tracked flows); an expired flow that
-//     is revived is evaluated again.
+//     itself; return traffic is always allowed. What a change of a
+//     record's groups (the list or their rules) or public IPs does to its
+//     existing flows is the record's FlowPolicy: keep (the default, as AWS
+//     keeps tracked flows), reevaluate (flows the new snapshot would not
+//     admit are removed once it is in force; their later packets are
+//     judged as first packets) or reset (every flow of the record is
+//     removed and each TCP connection gets a RST at both ends, with the
+//     sequence number the peer expects). A flow is the record's when one
+//     of its IPs is an end of it. An expired flow that is revived is
+//     evaluated again.
+//   - ExportFlows and ImportFlows save and restore the conntrack table
+//     with the record each flow is charged to, for a graceful restart of
+//     roamd (see package control).
 //   - PAT filtering is address-and-port-dependent by default (as Linux
 //     conntrack); Options.EndpointIndependentFiltering switches to
 //     endpoint-independent filtering (RFC 4787 REQ-8).

@@ -88,6 +88,7 @@ type recEntry struct {
 	egress  []rule
 	pubOf   []pubEntryPair // private -> public
 	budget  int32
+	cfg     *Record // as configured (for the flow policy)
 }
 
 type pubEntryPair struct{ private, public uint32 }
@@ -263,7 +264,12 @@ func (s *Snapshot) addRecord(r *Record, i int, ports func(string) *portState, st
 	if len(r.MAC) != 6 {
 		return cfgErr(recField(i, "mac"), r.MAC, "want 6 bytes")
 	}
-	e := &recEntry{id: r.ID, subnet: sn, mac: macOf(r.MAC), sdc: r.SourceDestCheck}
+	e := &recEntry{id: r.ID, subnet: sn, mac: macOf(r.MAC), sdc: r.SourceDestCheck, cfg: r}
+	switch r.FlowPolicy {
+	case "", FlowKeep, FlowReevaluate, FlowReset:
+	default:
+		return cfgErr(recField(i, "flow_policy"), r.FlowPolicy, "want %s, %s or %s", FlowKeep, FlowReevaluate, FlowReset)
+	}
 	if e.mac.IsMulticast() || e.mac == (packet.MAC{}) {
 		return cfgErr(recField(i, "mac"), r.MAC, "not a unicast address")
 	}

@@ -195,6 +195,7 @@ func (s *Switch) Apply(cfg *Config) error {
 	snap.gen = s.gen.Add(1)
 	prev := s.snap.Swap(snap)
 	s.announce(prev, snap)
+	s.applyFlowPolicies(prev, snap, nil)
 	return nil
 }
 
@@ -224,6 +225,7 @@ func (s *Switch) ApplyDelta(cfg *Config, changed []string) error {
 	}
 	prev := s.snap.Swap(snap)
 	s.announce(prev, snap)
+	s.applyFlowPolicies(prev, snap, changed)
 	return nil
 }
 
