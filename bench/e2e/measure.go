@@ -33,7 +33,8 @@ type ArmResult struct {
 	PingP50MS    float64           `json:"ping_p50_ms"`
 	PingP99MS    float64           `json:"ping_p99_ms"`
 	PingLoss     float64           `json:"ping_loss_pct"`
-	ReassignLost int64             `json:"reassign_lost"`
+	ReassignLost int64             `json:"reassign_lost"` // lost from 100 ms before the command to 500 ms after it
+	StreamLost   int64             `json:"stream_lost"`   // lost elsewhere in the stream
 	ReassignMS   float64           `json:"reassign_cmd_ms"`
 	AAfter       int64             `json:"vma_answers_after_reassign"`
 	Moved        bool              `json:"moved"` // vmB answered the stream after the reassign
@@ -320,7 +321,7 @@ EOF`, portTCP)); err != nil {
 		r.fail("reassign", err)
 	} else {
 		r.Seq = s
-		r.ReassignLost = s.Lost
+		r.ReassignLost, r.StreamLost = r.splitLost()
 		// Answers from vmA to datagrams sent after the reassign finished.
 		after := (r.ReassignEnd - s.StartNS) / int64(time.Millisecond) / int64(s.BinMS)
 		for i, b := range s.Bins {
@@ -328,7 +329,7 @@ EOF`, portTCP)); err != nil {
 				r.AAfter += int64(b["A"])
 			}
 		}
-		e.logf("%s: reassign under 2000 pkt/s: sent %d, lost %d, vmA %d, vmB %d", arm.Name(), s.Sent, s.Lost, s.ByVM["A"], s.ByVM["B"])
+		e.logf("%s: reassign under 2000 pkt/s: sent %d, lost %d at the reassign and %d elsewhere, vmA %d, vmB %d", arm.Name(), s.Sent, r.ReassignLost, r.StreamLost, s.ByVM["A"], s.ByVM["B"])
 		r.Moved = s.ByVM["B"] > 0
 		if s.ByVM["B"] == 0 {
 			r.Notes = append(r.Notes, "vmB never answered: the public IP did not move")
@@ -377,4 +378,25 @@ func udpCounters(e *Env, ns string) string {
 		}
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// splitLost divides the stream's lost datagrams into those sent from 100 ms
+// before the reassign command started to 500 ms after it ended (the
+// reassign's) and the rest (load, scheduling: not the reassign's doing).
+func (r *ArmResult) splitLost() (atReassign, elsewhere int64) {
+	s := r.Seq
+	if s == nil {
+		return 0, 0
+	}
+	const rate = 2000 // seqsend's rate in the reassign test
+	from := (r.ReassignAtNS - s.StartNS - int64(100*time.Millisecond)) * rate / int64(time.Second)
+	to := (r.ReassignEnd - s.StartNS + int64(500*time.Millisecond)) * rate / int64(time.Second)
+	listed := int64(len(s.LostSeqs))
+	for _, q := range s.LostSeqs {
+		if q >= from && q <= to {
+			atReassign++
+		}
+	}
+	// Only the first 100 lost are listed; count the others as elsewhere.
+	return atReassign, s.Lost - listed + (listed - atReassign)
 }

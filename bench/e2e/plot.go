@@ -47,7 +47,8 @@ func (s *Summary) pickReassign(arm string) *ArmResult {
 	if len(moved) > 0 {
 		rs = moved
 	}
-	sort.SliceStable(rs, func(i, j int) bool { return rs[i].ReassignLost < rs[j].ReassignLost })
+	lost := func(r *ArmResult) int64 { a, _ := r.splitLost(); return a }
+	sort.SliceStable(rs, func(i, j int) bool { return lost(rs[i]) < lost(rs[j]) })
 	return rs[len(rs)/2]
 }
 
@@ -56,7 +57,8 @@ func (s *Summary) pickReassign(arm string) *ArmResult {
 func reassignPlot(r *ArmResult) (*plot.Plot, error) {
 	p := plot.New()
 	s := r.Seq
-	p.Title.Text = fmt.Sprintf("%s: reassign under a 2000 pkt/s UDP stream: %d lost, TCP survived: %v", r.Arm, s.Lost, r.TCPSurvived)
+	lostAt, elsewhere := r.splitLost()
+	p.Title.Text = fmt.Sprintf("%s: reassign under a 2000 pkt/s UDP stream: %d lost at the reassign, %d elsewhere; TCP survived: %v", r.Arm, lostAt, elsewhere, r.TCPSurvived)
 	p.X.Label.Text = "time since the stream started (s)"
 	p.Y.Label.Text = "answers per second"
 	p.Y.Min, p.Y.Max = 0, 3800
