@@ -47,8 +47,11 @@ func (s *Summary) pickReassign(arm string) *ArmResult {
 	if len(moved) > 0 {
 		rs = moved
 	}
-	lost := func(r *ArmResult) int64 { a, _ := r.splitLost(); return a }
-	sort.SliceStable(rs, func(i, j int) bool { return lost(rs[i]) < lost(rs[j]) })
+	sort.SliceStable(rs, func(i, j int) bool {
+		ai, ei := rs[i].splitLost()
+		aj, ej := rs[j].splitLost()
+		return ai < aj || ai == aj && ei < ej
+	})
 	return rs[len(rs)/2]
 }
 
@@ -62,8 +65,21 @@ func reassignPlot(r *ArmResult) (*plot.Plot, error) {
 	p.X.Label.Text = "time since the stream started (s)"
 	p.Y.Label.Text = "answers per second"
 	p.Y.Min, p.Y.Max = 0, 3800
-	p.Y.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 0, Label: "0"}, {Value: 500, Label: "500"}, {Value: 1000, Label: "1000"},
-		{Value: 1500, Label: "1500"}, {Value: 2000, Label: "2000"}, {Value: 2500, Label: "2500"}})
+	top := 2500
+	for _, b := range s.Bins {
+		for _, n := range b {
+			top = max(top, n*1000/s.BinMS)
+		}
+	}
+	step := 500
+	if top > 5000 {
+		step = 2000
+	}
+	var ticks []plot.Tick
+	for v := 0; v <= top+step; v += step {
+		ticks = append(ticks, plot.Tick{Value: float64(v), Label: fmt.Sprint(v)})
+	}
+	p.Y.Tick.Marker = plot.ConstantTicks(ticks)
 	scale := 1000 / float64(s.BinMS)
 	bins := s.Bins
 	if len(bins) > 1 {
