@@ -54,6 +54,46 @@
 // soon as it is back; a stream port counts as operational while it listens,
 // since QEMU connects only when the VM starts.
 //
+// Check (and GET /v1/state's problems) compares the config the switch has
+// in force with a full rebuild from the store, record by record: after any
+// operation and after any restart, the store and the data path agree.
+//
+// # Graceful restart: flows are kept
+//
+// A restart or an upgrade of roamd keeps every tracked flow, NAT binding and
+// PAT port (in use or on its REQ-8 hold), by a conntrack snapshot plus
+// persistent TAP devices. With keep-flows (the default) SIGTERM or SIGINT
+// runs Daemon.Handover instead of Shutdown:
+//
+//  1. the API stops (operations in progress finish);
+//  2. every tap: port, the uplink included, gets TUNSETPERSIST, so that
+//     closing it leaves the device with the guest side's addresses, routes
+//     and neighbours in place (frames the guest sends meanwhile are
+//     dropped by the kernel: that is the downtime);
+//  3. the ports are closed and the readers waited for: the table no longer
+//     changes;
+//  4. the table is written to FlowsFile (flows.snap) in the state
+//     directory: tmp file, fsync, rename. The format (vswitch.ExportFlows,
+//     nat.Snapshot) is versioned and checksummed, and names each flow's
+//     record by ID, since owner slots are numbered per process.
+//
+// The next roamd, the same binary or a new one, opens the store, reopens
+// the ports (TUNSETIFF attaches to the persistent devices), imports
+// flows.snap and removes it, clears the devices' persistence, and only then
+// starts reading frames. A snapshot that is corrupt, truncated or of
+// another version is refused with an error in the log, and roamd starts
+// with an empty table; flows that expired while roamd was down are not
+// imported. After kill -9 there is no snapshot: the devices go with the
+// process and the table starts empty (the state in the store is intact).
+// netdev: ports are existing links and are kept as they are; stream: ports
+// (QEMU reconnects) and tun: uplinks are not kept. Measured with a 1000
+// pkt/s UDP stream and a TCP connection per guest through a public IP and
+// through PAT (TestPrivilegedRestartKeepsFlows): the data path stops for
+// some 40 to 200 ms (the new process's start), the UDP streams lose what
+// was sent in that window, the TCP connections carry on without a reset,
+// and conntrack before and after are the same. keep-flows = false removes
+// the devices on SIGTERM as before.
+//
 // # Authorization
 //
 // The caller is the uid of the connecting process, read with SO_PEERCRED
@@ -107,7 +147,7 @@
 //	            security_groups: [], source_dest_check, description, tags: {},
 //	            status: "available"|"in-use", attachments: [attachment], associations: [association],
 //	            permissions: {owners: [UID], attachers: [], detachers: [], ip_setters: []},
-//	            flow_budget, created_at}
+//	            flow_budget, flow_policy?: "keep"|"reevaluate"|"reset", created_at}
 //	attachment {id: "attach-…", instance_id, device_index, port: SPEC, delete_on_termination,
 //	            status: "attached", attached_at}
 //	association {allocation_id: "eipalloc-…", public_ip, private_ip}
@@ -124,9 +164,21 @@
 //
 // # Security group changes
 //
-// Rules and a record's groups are part of the published config. As in AWS,
-// a tracked flow keeps the verdict it got when it started; a change applies
-// to new flows (flush a record's conntrack to re-evaluate its flows).
+// Rules and a record's groups are part of the published config. What a
+// change of a record's groups (the list, or a group's rules) or of its
+// public IPs does to the record's existing flows is its flow_policy
+// (PATCH /v1/enis/{id} {"flow_policy": ...}, roamctl eni modify
+// --flow-policy), persisted with the record:
+//
+//	keep        (the default; absent means keep) as in AWS, a tracked flow keeps
+//	            the verdict it got when it started; a change applies to new flows
+//	reevaluate  flows the new config would not admit (by the rules, or because
+//	            their public IP is no longer the record's) are removed when it
+//	            is published; their later packets are judged as first packets
+//	reset       every flow of the record is removed and each TCP connection gets
+//	            a RST at both ends
+//
+// Flushing a record's conntrack remains the manual way to do the same.
 //
 // # API
 //

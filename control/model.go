@@ -111,7 +111,11 @@ type ENI struct {
 	Associations    []Association     `json:"associations"` // filled on read
 	Permissions     Permissions       `json:"permissions"`
 	FlowBudget      int               `json:"flow_budget"`
-	CreatedAt       time.Time         `json:"created_at"`
+	// FlowPolicy is what a change of the record's security groups or
+	// public IPs does to its existing flows: "keep" (the default; absent
+	// means keep), "reevaluate" or "reset" (see vswitch.Record.FlowPolicy).
+	FlowPolicy string    `json:"flow_policy,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
 }
 
 // Attachment binds a record to a device index of an instance.

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	vswitch "roam/switch"
 )
 
 // MaxIPsPerENI is the most private IPs (primary included) a record holds.
@@ -573,6 +575,8 @@ type ModifyENIInput struct {
 	Description     *string            `json:"description,omitempty"`
 	Tags            *map[string]string `json:"tags,omitempty"`
 	FlowBudget      *int               `json:"flow_budget,omitempty"`
+	// FlowPolicy is "keep", "reevaluate" or "reset".
+	FlowPolicy *string `json:"flow_policy,omitempty"`
 	// Attachment changes DeleteOnTermination of one attachment.
 	Attachment *ModifyAttachment `json:"attachment,omitempty"`
 }
@@ -620,6 +624,14 @@ func (s *Service) ModifyENI(p Principal, id string, in ModifyENIInput) (*ENI, er
 				return nil, invalid("flow_budget", *in.FlowBudget, "must be >= 0")
 			}
 			e.FlowBudget, changed = *in.FlowBudget, true
+		}
+		if in.FlowPolicy != nil {
+			switch *in.FlowPolicy {
+			case vswitch.FlowKeep, vswitch.FlowReevaluate, vswitch.FlowReset:
+			default:
+				return nil, invalid("flow_policy", *in.FlowPolicy, "want keep, reevaluate or reset")
+			}
+			e.FlowPolicy, changed = *in.FlowPolicy, true
 		}
 		if in.Attachment != nil {
 			_, a := e.attachment(in.Attachment.AttachmentID)

@@ -496,6 +496,7 @@ func (s *Service) record(tx *txn, e *ENI) vswitch.Record {
 		Groups:          e.SecurityGroups,
 		SourceDestCheck: e.SourceDestCheck,
 		FlowBudget:      e.FlowBudget,
+		FlowPolicy:      e.FlowPolicy,
 	}
 	for _, ip := range e.PrivateIPs {
 		if id := tx.eipByPrivate(ip); id != "" {

@@ -310,6 +310,7 @@ func (x *ctl) eniCmd() *cli.Command {
 					&cli.BoolFlag{Name: "no-sg", Usage: "remove every group"},
 					&cli.StringFlag{Name: "description"},
 					&cli.IntFlag{Name: "flow-budget"},
+					&cli.StringFlag{Name: "flow-policy", Usage: "what a change of groups or public IPs does to existing flows: keep, reevaluate or reset"},
 					&cli.StringSliceFlag{Name: "tag", Usage: "replace the tags: KEY=VALUE (repeatable)"},
 					&cli.StringFlag{Name: "attachment", Usage: "ATTACH-ID whose --delete-on-termination changes"},
 					&cli.BoolFlag{Name: "delete-on-termination"},
@@ -336,6 +337,10 @@ func (x *ctl) eniCmd() *cli.Command {
 						in.Description = &d
 					}
 					in.FlowBudget = optInt(c, "flow-budget")
+					if c.IsSet("flow-policy") {
+						fp := c.String("flow-policy")
+						in.FlowPolicy = &fp
+					}
 					if c.IsSet("tag") {
 						t, err := tags(c.StringSlice("tag"))
 						if err != nil {

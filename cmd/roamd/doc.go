@@ -5,6 +5,7 @@
 //	roamd [--config FILE] [--state-dir DIR] [--socket PATH] [--socket-group GROUP]
 //	      [--uplink SPEC] [--public-cidr CIDR] [--public-ip IP] [--upstream IP|MAC]
 //	      [--metrics ADDR] [--log-level LEVEL] [--log-format text|json]
+//	      [--ports drivers|memory] [--no-sync] [--keep-flows=false]
 //
 // Configuration comes from flags and, with --config FILE, from a file with
 // the same keys, one "key = value" per line ("#" starts a comment); flags
@@ -24,5 +25,9 @@
 // public side (public-cidr, public-ip, upstream) in place; the other keys
 // take effect at the next start. SIGTERM and SIGINT stop roamd cleanly:
 // requests in progress finish, then the ports and the store are closed.
-// Until the port drivers are wired in, instance ports are in-memory.
+// With keep-flows (the default) that stop is a handover to the next roamd:
+// TAP devices are made persistent and every flow is saved to flows.snap in
+// the state directory, which the next roamd imports before it reads a frame
+// (see package control, "Graceful restart"); --keep-flows=false removes the
+// devices instead.
 package main
