@@ -34,6 +34,8 @@ const (
 	AttachmentAttached = "attached"
 	PortUp             = "up"
 	PortDown           = "down"
+	// PortUnplugged is a free hot-plug slot: no NIC in the VM, no port open.
+	PortUnplugged = "unplugged"
 )
 
 // Subnet is a private IPv4 CIDR whose first address is roam's gateway.
@@ -81,6 +83,10 @@ type Instance struct {
 	Ports       []Port    `json:"ports"`
 	Attachments []string  `json:"attachments"` // filled on read
 	CreatedAt   time.Time `json:"created_at"`
+	// QMP is the unix socket of the VM's QEMU monitor, "" for none. With
+	// it, attaching a record hot-plugs a NIC carrying the record's MAC
+	// (see hotplug.go).
+	QMP string `json:"qmp,omitempty"`
 }
 
 // Port is one port of an instance. Status and Error are runtime facts,
@@ -93,6 +99,9 @@ type Port struct {
 	Error        string `json:"error,omitempty"`
 	AttachmentID string `json:"attachment_id,omitempty"`
 	ENIID        string `json:"eni_id,omitempty"`
+	// Hotplug marks a port roam created for a hot-plugged NIC: a stream
+	// socket whose NIC is in the VM exactly while a record is attached.
+	Hotplug bool `json:"hotplug,omitempty"`
 }
 
 // ENI is an interface record.

@@ -279,7 +279,7 @@ func (s *Service) attach(tx *txn, e *ENI, in AttachInput) error {
 	if len(e.Attachments) >= MaxPorts {
 		return errorf(CodeAddressLimit, "record %s already has %d attachments", e.ID, len(e.Attachments))
 	}
-	idx, err := s.pickIndex(tx, inst, in.DeviceIndex)
+	idx, err := s.pickOrPlug(tx, inst, in.DeviceIndex, e)
 	if err != nil {
 		return err
 	}
@@ -342,6 +342,7 @@ func (s *Service) Detach(p Principal, id string, in DetachInput) (*ENI, error) {
 		e = e.clone()
 		e.Attachments = slices.Delete(e.Attachments, i, i+1)
 		tx.putENI(e)
+		s.unplugFreed(tx, a.InstanceID, a.DeviceIndex)
 		return s.eniViewFn(id), nil
 	})
 }
@@ -396,13 +397,15 @@ func (s *Service) reassign(tx *txn, e *ENI, in ReassignInput) error {
 			return errorf(CodeIncorrectState, "record %s is already attached to instance %s by another attachment (%s)", e.ID, inst.ID, a.ID)
 		}
 	}
-	idx, err := s.pickIndex(tx, inst, in.DeviceIndex)
+	idx, err := s.pickOrPlug(tx, inst, in.DeviceIndex, e)
 	if err != nil {
 		return err
 	}
 	a := &e.Attachments[i]
+	from, fromIdx := a.InstanceID, a.DeviceIndex
 	a.InstanceID, a.DeviceIndex, a.AttachedAt = inst.ID, idx, s.now().UTC()
 	tx.putENI(e)
+	s.unplugFreed(tx, from, fromIdx)
 	return nil
 }
 

@@ -10,6 +10,10 @@ import (
 type CreateInstanceInput struct {
 	Name  string   `json:"name"`
 	Ports []string `json:"ports"`
+	// QMP is the unix socket of the VM's QEMU monitor: attaching a record
+	// then hot-plugs a NIC (see hotplug.go). An instance with a monitor may
+	// have no port.
+	QMP string `json:"qmp,omitempty"`
 }
 
 // MaxPorts is the most ports an instance may have.
@@ -27,10 +31,13 @@ func (s *Service) CreateInstance(p Principal, in CreateInstanceInput) (*Instance
 		if tx.instance(in.Name) != nil {
 			return nil, errorf(CodeAddressInUse, "name %q: instance already exists", in.Name)
 		}
-		if len(in.Ports) == 0 || len(in.Ports) > MaxPorts {
-			return nil, invalid("ports", len(in.Ports), fmt.Sprintf("an instance has 1 to %d ports", MaxPorts))
+		if err := validQMP(in.QMP); err != nil {
+			return nil, err
 		}
-		inst := &Instance{ID: in.Name, Name: in.Name, Owner: p.UID, CreatedAt: s.now().UTC()}
+		if (len(in.Ports) == 0 && in.QMP == "") || len(in.Ports) > MaxPorts {
+			return nil, invalid("ports", len(in.Ports), fmt.Sprintf("an instance has 1 to %d ports (0 with a qmp monitor)", MaxPorts))
+		}
+		inst := &Instance{ID: in.Name, Name: in.Name, Owner: p.UID, CreatedAt: s.now().UTC(), QMP: in.QMP}
 		for i, raw := range in.Ports {
 			field := fmt.Sprintf("ports[%d]", i)
 			sp, err := parseSpec(field, raw, false)
@@ -136,10 +143,14 @@ func (s *Service) instanceView(tx *txn, in *Instance) *Instance {
 	for i := range c.Ports {
 		pt := &c.Ports[i]
 		pt.Status = PortDown
-		if op, ok := s.ports[pt.Spec]; ok {
+		if id, _ := tx.slotOwner(in.ID, pt.DeviceIndex); pt.Hotplug && id == "" {
+			pt.Status = PortUnplugged
+		} else if op, ok := s.ports[pt.Spec]; ok {
 			if op.port != nil {
 				pt.Name = op.port.Name()
-				if s.operational(pt.Spec) {
+				if s.streamGone(pt.Spec) {
+					pt.Error = "QEMU disconnected from the socket (the VM stopped)"
+				} else if s.operational(pt.Spec) {
 					pt.Status = PortUp
 				} else {
 					pt.Error = "the driver reports the port down"

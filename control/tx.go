@@ -279,7 +279,7 @@ func storedInstance(in *Instance) *Instance {
 	c.Attachments = nil
 	c.Ports = make([]Port, len(in.Ports))
 	for i, p := range in.Ports {
-		c.Ports[i] = Port{DeviceIndex: p.DeviceIndex, Spec: p.Spec}
+		c.Ports[i] = Port{DeviceIndex: p.DeviceIndex, Spec: p.Spec, Hotplug: p.Hotplug}
 	}
 	return &c
 }

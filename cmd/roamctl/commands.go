@@ -153,14 +153,16 @@ func (x *ctl) instanceCmd() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name: "create", Usage: "create an instance; each --port is the next device index", ArgsUsage: "NAME",
-				Flags: []cli.Flag{&cli.StringSliceFlag{Name: "port", Required: true,
-					Usage: "tap:IFNAME[@NETNS], netdev:IFNAME or stream:PATH (repeatable)"}},
+				Flags: []cli.Flag{&cli.StringSliceFlag{Name: "port",
+					Usage: "tap:IFNAME[@NETNS], netdev:IFNAME or stream:PATH (repeatable; none needs --qmp)"},
+					&cli.StringFlag{Name: "qmp",
+						Usage: "unix socket of the VM's QEMU monitor (-qmp unix:PATH,server=on,wait=off): attaching a record hot-plugs a NIC with its MAC, detaching removes it"}},
 				Action: func(c *cli.Context) error {
 					a, err := exactArgs(c, 1, "NAME")
 					if err != nil {
 						return err
 					}
-					return call[control.Instance](x, post, "/v1/instances", control.CreateInstanceInput{Name: a[0], Ports: c.StringSlice("port")})
+					return call[control.Instance](x, post, "/v1/instances", control.CreateInstanceInput{Name: a[0], Ports: c.StringSlice("port"), QMP: c.String("qmp")})
 				},
 			},
 			{Name: "list", Usage: "list instances", Action: func(c *cli.Context) error {

@@ -47,8 +47,8 @@ func printTable(out io.Writer, v any) {
 			row(g.ID, g.Name, len(g.Ingress), len(g.Egress), g.Description)
 		}
 	case control.Instance:
-		row("NAME", "OWNER", "CREATED")
-		row(v.Name, v.Owner, v.CreatedAt.Format(time.RFC3339))
+		row("NAME", "OWNER", "CREATED", "QMP")
+		row(v.Name, v.Owner, v.CreatedAt.Format(time.RFC3339), v.QMP)
 		fmt.Fprintln(w)
 		row("INDEX", "PORT", "STATUS", "ENI", "ATTACHMENT", "ERROR")
 		for _, p := range v.Ports {
