@@ -274,9 +274,6 @@ func Open(o Options) (*Service, error) {
 	}
 	for _, in := range sortedValues(s.st.instances) {
 		for _, p := range in.Ports {
-			if id := s.st.slots[slot{in.ID, p.DeviceIndex}]; p.Hotplug && id == "" {
-				continue // a free hot-plug slot has no port
-			}
 			s.openPortLocked(p.Spec)
 		}
 	}
