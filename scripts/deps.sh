@@ -12,6 +12,7 @@ declare -A want=(
   [ip]=iproute2
   [ping]=iputils-ping
   [nft]=nftables
+  [qemu-system-x86_64]=qemu-system-x86   # qemu/: real VMs (software emulation)
 )
 missing=()
 for cmd in "${!want[@]}"; do
