@@ -77,6 +77,13 @@ func Prepare(dir string) (*Kit, error) {
 	}
 	out, err := exec.Command("apt-cache", "depends", "linux-image-cloud-amd64").CombinedOutput()
 	if err != nil {
+		// A fresh machine (a container image) may have no package lists.
+		if uout, uerr := exec.Command("apt-get", "update", "-qq").CombinedOutput(); uerr != nil {
+			return nil, fmt.Errorf("apt-get update: %v: %s", uerr, uout)
+		}
+		out, err = exec.Command("apt-cache", "depends", "linux-image-cloud-amd64").CombinedOutput()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("apt-cache depends linux-image-cloud-amd64: %v: %s", err, out)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
