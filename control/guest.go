@@ -25,14 +25,23 @@ func unwrapPort(p tap.Port) tap.Port {
 	}
 }
 
-// configureGuestsLocked gives the guest side of every tap: port that a
-// record in ids is attached to the record's MAC and its subnet's MTU, as a
-// cloud does when it attaches an interface: the MAC moves with the record.
-// Failures are logged, not fatal: the data path carries the record either
-// way (it addresses frames to the MAC it learns on the port).
+// configureGuestsLocked is configureGuestsTxLocked on the committed state.
 func (s *Service) configureGuestsLocked(ids map[string]bool) {
+	s.configureGuestsTxLocked(s.st.txn(Root), ids)
+}
+
+// configureGuestsTxLocked gives the guest side of every tap: port that a
+// record in ids is attached to (as tx sees the records: the committed state
+// with tx's changes) the record's MAC and its subnet's MTU, as a cloud does
+// when it attaches an interface: the MAC moves with the record. commitLocked
+// calls it before it publishes tx, because the data path addresses the
+// frames it delivers on a tap: port to the record's MAC: a guest device
+// that got the MAC only after the publication would drop the first frames
+// of an attach or a reassign as meant for another host. Failures are
+// logged, not fatal.
+func (s *Service) configureGuestsTxLocked(tx *txn, ids map[string]bool) {
 	for id := range ids {
-		e := s.st.enis[id]
+		e := tx.eni(id)
 		if e == nil {
 			continue
 		}
@@ -41,11 +50,11 @@ func (s *Service) configureGuestsLocked(ids map[string]bool) {
 			continue
 		}
 		mtu := 0
-		if sn := s.st.subnets[e.SubnetID]; sn != nil {
+		if sn := tx.subnet(e.SubnetID); sn != nil {
 			mtu = sn.MTU
 		}
 		for _, a := range e.Attachments {
-			inst := s.st.instances[a.InstanceID]
+			inst := tx.instance(a.InstanceID)
 			if inst == nil {
 				continue
 			}

@@ -246,7 +246,6 @@ func update[T any](s *Service, p Principal, op string, fn func(tx *txn) (func() 
 	for _, f := range tx.after {
 		f()
 	}
-	s.configureGuestsLocked(tx.dirty)
 	s.log.Info("operation", "op", op, "uid", p.UID, "target", tx.target, "gen", s.st.gen)
 	out := view()
 	if s.observe != nil {
@@ -350,6 +349,9 @@ func (s *Service) commitLocked(tx *txn, op string) error {
 	if err := s.store.Commit(tx.mutations(false), gen, ev); err != nil {
 		return internal("persist "+op, err)
 	}
+	// The guests' devices get their records' MACs before the data path
+	// sends them frames addressed to those MACs.
+	s.configureGuestsTxLocked(tx, tx.dirty)
 	recs, override := st.recs, map[string]int(nil)
 	cfg := s.last
 	if tx.cfgDirty || len(tx.dirty) > 0 {
