@@ -42,15 +42,32 @@ type DaemonConfig struct {
 	// hands over (Daemon.Handover) instead of shutting down: TAP devices
 	// stay and the flows are saved for the next roamd.
 	KeepFlows bool
+	// Filtering (filtering) is the PAT filtering behaviour (RFC 4787
+	// REQ-8): FilteringAddressPortDependent (the default, as Linux
+	// conntrack) admits inbound packets to a mapping only from the remote
+	// endpoints it sent to; FilteringEndpointIndependent from any remote.
+	Filtering string
+}
+
+// Values of the filtering key.
+const (
+	FilteringAddressPortDependent = "address-port-dependent"
+	FilteringEndpointIndependent  = "endpoint-independent"
+)
+
+// SwitchOptions returns the data path options the config asks for.
+func (c DaemonConfig) SwitchOptions() vswitch.Options {
+	return vswitch.Options{EndpointIndependentFiltering: c.Filtering == FilteringEndpointIndependent}
 }
 
 // DefaultDaemonConfig returns the defaults of DESIGN.md.
 func DefaultDaemonConfig() DaemonConfig {
-	return DaemonConfig{StateDir: "/var/lib/roam", Socket: "/run/roam/roamd.sock", SocketGroup: "roam", LogLevel: "info", Ports: PortsDrivers, KeepFlows: true}
+	return DaemonConfig{StateDir: "/var/lib/roam", Socket: "/run/roam/roamd.sock", SocketGroup: "roam", LogLevel: "info", Ports: PortsDrivers, KeepFlows: true,
+		Filtering: FilteringAddressPortDependent}
 }
 
 // ConfigKeys are the keys a config file may set, as the flags are named.
-var ConfigKeys = []string{"state-dir", "socket", "socket-group", "uplink", "public-cidr", "public-ip", "upstream", "metrics", "log-level", "no-sync", "ports", "keep-flows"}
+var ConfigKeys = []string{"state-dir", "socket", "socket-group", "uplink", "public-cidr", "public-ip", "upstream", "metrics", "log-level", "no-sync", "ports", "keep-flows", "filtering"}
 
 // Values of the ports key.
 const (
@@ -66,6 +83,11 @@ func (c *DaemonConfig) Set(key, value string) error {
 			return fmt.Errorf("ports %q: want %q or %q", value, PortsDrivers, PortsMemory)
 		}
 		c.Ports = value
+	case "filtering":
+		if value != FilteringAddressPortDependent && value != FilteringEndpointIndependent {
+			return invalid("filtering", value, "want "+FilteringAddressPortDependent+" or "+FilteringEndpointIndependent)
+		}
+		c.Filtering = value
 	case "state-dir":
 		c.StateDir = value
 	case "socket":
@@ -258,7 +280,9 @@ func StartDaemon(cfg DaemonConfig, o DaemonOptions) (*Daemon, error) {
 		return nil, err
 	}
 	d.store = store
-	d.Switch = vswitch.New(vswitch.Options{Logger: d.log.With("component", "switch")})
+	so := cfg.SwitchOptions()
+	so.Logger = d.log.With("component", "switch")
+	d.Switch = vswitch.New(so)
 	metrics := NewMetrics()
 	svc, err := Open(Options{Store: store, DataPath: d.Switch, Ports: ports, Gateway: gw,
 		Logger: d.log.With("component", "control"), Observe: metrics.Observe})

@@ -91,3 +91,16 @@ func TestSetGateway(t *testing.T) {
 		t.Errorf("got published public ip %s, want 198.51.100.14", got)
 	}
 }
+
+func TestFilteringKey(t *testing.T) {
+	c := DefaultDaemonConfig()
+	if c.Filtering != FilteringAddressPortDependent || c.SwitchOptions().EndpointIndependentFiltering {
+		t.Fatalf("default filtering %q, want %q", c.Filtering, FilteringAddressPortDependent)
+	}
+	if err := c.Set("filtering", FilteringEndpointIndependent); err != nil || !c.SwitchOptions().EndpointIndependentFiltering {
+		t.Fatalf("Set endpoint-independent: %v, options %+v", err, c.SwitchOptions())
+	}
+	if err := c.Set("filtering", "full-cone"); err == nil || !strings.Contains(err.Error(), "filtering") {
+		t.Fatalf("got %v, want an error naming filtering", err)
+	}
+}
