@@ -63,13 +63,14 @@ var (
 	descPackets      = prometheus.NewDesc("roam_packets_total", "Frames received by the switch.", nil, nil)
 	descFlows        = prometheus.NewDesc("roam_conntrack_entries", "Conntrack entries.", nil, nil)
 	descFlowLimit    = prometheus.NewDesc("roam_conntrack_limit", "Conntrack entry limit.", nil, nil)
+	descICMPErrors   = prometheus.NewDesc("roam_icmp_errors_total", "ICMP errors roam originated (time exceeded, fragmentation needed, administratively prohibited), by result: sent or rate_limited.", []string{"result"}, nil)
 	descNATPortsUsed = prometheus.NewDesc("roam_nat_ports_in_use", "PAT ports (ICMP ids) in use per public IP and protocol.", []string{"public_ip", "proto"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descObjects, descGen, descRecPackets, descRecBytes, descRecDrops, descRecFlows,
-		descDrops, descPackets, descFlows, descFlowLimit, descNATPortsUsed} {
+		descDrops, descPackets, descFlows, descFlowLimit, descNATPortsUsed, descICMPErrors} {
 		ch <- d
 	}
 }
@@ -118,6 +119,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range c.Drops {
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(n), reason)
 	}
+	ch <- prometheus.MustNewConstMetric(descICMPErrors, prometheus.CounterValue, float64(c.ICMPSent), "sent")
+	ch <- prometheus.MustNewConstMetric(descICMPErrors, prometheus.CounterValue, float64(c.ICMPLimited), "rate_limited")
 	for _, ip := range publicIPs {
 		a := ip.As4()
 		pub := binary.BigEndian.Uint32(a[:])

@@ -122,7 +122,8 @@ func TestDaemonLifecycle(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		for _, want := range []string{`roam_operations_total{operation="CreateSubnet",result="ok"} 1`, `roam_objects{kind="subnet"} 1`,
-			"roam_conntrack_limit", "roam_operation_duration_seconds_bucket", `roam_nat_ports_in_use{proto="tcp",public_ip="198.51.100.9"}`} {
+			"roam_conntrack_limit", "roam_operation_duration_seconds_bucket", `roam_nat_ports_in_use{proto="tcp",public_ip="198.51.100.9"}`,
+			`roam_icmp_errors_total{result="rate_limited"} 0`} {
 			if !strings.Contains(string(body), want) {
 				t.Errorf("metrics lack %q", want)
 			}
