@@ -169,3 +169,52 @@ func validQMP(path string) error {
 	}
 	return nil
 }
+
+// replugAfterRestart replaces, in the background, the NIC of every hot-plug
+// slot that has a record attached. QEMU 7.2's stream netdev does not
+// reconnect, so a NIC that was connected to the previous roamd's socket
+// carries nothing until it is replaced: device_del, netdev_del, then
+// netdev_add on the new listening socket and device_add with the same MAC.
+// The guest sees the NIC go and come back and runs DHCP again. Each slot is
+// done under s.mu, and only while the same record is still attached there.
+func (s *Service) replugAfterRestart() {
+	type job struct {
+		inst, mon, spec, eni, mac string
+		idx                       int
+	}
+	var jobs []job
+	for _, in := range sortedValues(s.st.instances) {
+		if in.QMP == "" {
+			continue
+		}
+		for _, p := range in.Ports {
+			id := s.st.slots[slot{in.ID, p.DeviceIndex}]
+			if !p.Hotplug || id == "" {
+				continue
+			}
+			jobs = append(jobs, job{in.ID, in.QMP, p.Spec, id, s.st.enis[id].MAC, p.DeviceIndex})
+		}
+	}
+	if len(jobs) == 0 {
+		return
+	}
+	go func() {
+		for _, j := range jobs {
+			s.mu.Lock()
+			in := s.st.instances[j.inst]
+			if in != nil && in.QMP == j.mon && s.st.slots[slot{j.inst, j.idx}] == j.eni && s.ports[j.spec] != nil && s.ports[j.spec].port != nil {
+				id := hotplugID(j.idx)
+				err := qmp.UnplugNIC(j.mon, id, hotplugTimeout)
+				if err == nil {
+					err = qmp.PlugNIC(j.mon, id, strings.TrimPrefix(j.spec, KindStream+":"), j.mac, hotplugTimeout)
+				}
+				if err != nil {
+					s.log.Warn("re-plug a hot-plugged NIC after restart", "instance", j.inst, "device", id, "err", err)
+				} else {
+					s.log.Info("re-plugged a hot-plugged NIC after restart", "instance", j.inst, "device_index", j.idx, "record", j.eni)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}()
+}

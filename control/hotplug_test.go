@@ -42,7 +42,9 @@ func TestHotplug(t *testing.T) {
 	a := ok(s.CreateENI(Root, CreateENIInput{SubnetID: sub}))
 	b := ok(s.CreateENI(Root, CreateENIInput{SubnetID: sub}))
 	c := ok(s.CreateENI(Root, CreateENIInput{SubnetID: sub}))
-	sock := func(inst string, i int) string { return filepath.Join(dir, "roam-"+inst+"-"+string(rune('0'+i))+".sock") }
+	sock := func(inst string, i int) string {
+		return filepath.Join(dir, "roam-"+inst+"-"+string(rune('0'+i))+".sock")
+	}
 	spec := func(inst string, i int) string { return "stream:" + sock(inst, i) }
 	check := func(step string) {
 		t.Helper()

@@ -274,6 +274,9 @@ func Open(o Options) (*Service, error) {
 	}
 	for _, in := range sortedValues(s.st.instances) {
 		for _, p := range in.Ports {
+			if id := s.st.slots[slot{in.ID, p.DeviceIndex}]; p.Hotplug && id == "" {
+				continue // a free hot-plug slot has no port
+			}
 			s.openPortLocked(p.Spec)
 		}
 	}
@@ -291,6 +294,7 @@ func Open(o Options) (*Service, error) {
 		all[id] = true
 	}
 	s.configureGuestsLocked(all)
+	s.replugAfterRestart()
 	s.last = cfg
 	s.log.Info("state restored", "gen", s.st.gen, "subnets", len(s.st.subnets), "groups", len(s.st.groups),
 		"instances", len(s.st.instances), "enis", len(s.st.enis), "eips", len(s.st.eips))

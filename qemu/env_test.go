@@ -26,6 +26,7 @@ type env struct {
 	roamctl string
 	subnet  string
 	sg      string
+	cfg     control.DaemonConfig
 	d       *control.Daemon
 }
 
@@ -62,11 +63,11 @@ func newEnv(t *testing.T, tag string) *env {
 	if err != nil {
 		t.Fatalf("roamd: %v", err)
 	}
-	e.d = d
+	e.d, e.cfg = d, cfg
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		d.Shutdown(ctx)
+		e.d.Shutdown(ctx)
 	})
 	run(t, "ip", "-n", e.pubns, "addr", "add", outsideIP+"/24", "dev", "up0")
 	run(t, "ip", "-n", e.pubns, "link", "set", "up0", "up")
@@ -76,6 +77,21 @@ func newEnv(t *testing.T, tag string) *env {
 	e.sg = e.ctl("sg", "create", "--name", "open")["id"].(string)
 	e.ctl("sg", "rule", "add", e.sg)
 	return e
+}
+
+// restart stops roamd and starts it again on the same state.
+func (e *env) restart() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.d.Shutdown(ctx); err != nil {
+		e.t.Fatalf("roamd shutdown: %v", err)
+	}
+	d, err := control.StartDaemon(e.cfg, control.DaemonOptions{})
+	if err != nil {
+		e.t.Fatalf("roamd restart: %v", err)
+	}
+	e.d = d
 }
 
 // ctl runs roamctl --output json and returns the object it printed.
