@@ -52,7 +52,34 @@
 // reports it down (tap.Operationaler) is treated the same for attach and
 // detach but stays in the data path, so that it carries traffic again as
 // soon as it is back; a stream port counts as operational while it listens,
-// since QEMU connects only when the VM starts.
+// since QEMU connects only when the VM starts. Instance views show a stream
+// port "down" (error "QEMU disconnected ...") once the QEMU that was
+// connected has gone, e.g. when the VM was killed; attaching to it stays
+// allowed, for the VM's restart.
+//
+// # Hot-plug
+//
+// An instance may name its QEMU monitor: POST /v1/instances {"qmp": PATH}
+// (roamctl instance create NAME --qmp PATH), the unix socket of QEMU's
+// -qmp unix:PATH,server=on,wait=off; such an instance may have no port.
+// Attaching a record to it with no device_index takes its lowest free
+// static port that is up, else hot-plugs a NIC: roam creates a stream port
+// (stream:DIR/roam-NAME-INDEX.sock, DIR being the monitor's directory) at
+// the lowest free hot-plug device index or the next one, listens on it,
+// and asks QEMU for netdev_add (type stream, server off, that socket) and
+// device_add (virtio-net-pci with the record's MAC), both with id
+// roamINDEX, before the transaction commits; a refusal by QEMU refuses the
+// attach and leaves nothing behind. A device_index naming a free hot-plug
+// slot, or the next index, plugs there. Detaching, or a reassign away,
+// commits and publishes first, then removes the NIC (device_del, waiting
+// for the guest to release it: DEVICE_DELETED, then netdev_del) and closes
+// the port; so a reassign with hot-plug moves the NIC itself: plugged into
+// the target VM, the record switched over in one publication, unplugged
+// from the source VM. Hot-plug ports are instance ports with "hotplug":
+// true; a free one shows status "unplugged" and trailing free ones are
+// removed. After a restart roamd replaces every hot-plugged NIC that has a
+// record (device_del, netdev_del, netdev_add, device_add, in the
+// background), because QEMU 7.2's stream netdev does not reconnect.
 //
 // Check (and GET /v1/state's problems) compares the config the switch has
 // in force with a full rebuild from the store, record by record: after any
@@ -141,8 +168,8 @@
 //	rule       {id: "sgr-…", direction: "ingress"|"egress", protocol: "all"|"tcp"|"udp"|"icmp"|"N",
 //	            from_port, to_port, cidr?, group_id?}
 //	           (tcp/udp: destination port range; icmp: type and code, -1 = any)
-//	instance   {id: NAME, name, owner: UID, created_at, attachments: ["attach-…"],
-//	            ports: [{device_index, spec, name, status: "up"|"down", error?, attachment_id?, eni_id?}]}
+//	instance   {id: NAME, name, owner: UID, created_at, qmp?, attachments: ["attach-…"],
+//	            ports: [{device_index, spec, name, status: "up"|"down"|"unplugged", error?, attachment_id?, eni_id?, hotplug?}]}
 //	eni        {id: "eni-…", subnet_id, private_ip, private_ips: [primary, secondaries…], mac,
 //	            security_groups: [], source_dest_check, description, tags: {},
 //	            status: "available"|"in-use", attachments: [attachment], associations: [association],
