@@ -45,19 +45,23 @@ type DaemonConfig struct {
 	// Filtering (filtering) is the PAT filtering behaviour (RFC 4787
 	// REQ-8): FilteringAddressPortDependent (the default, as Linux
 	// conntrack) admits inbound packets to a mapping only from the remote
-	// endpoints it sent to; FilteringEndpointIndependent from any remote.
+	// endpoints it sent to, FilteringAddressDependent from any port of
+	// the remote addresses it sent to, FilteringEndpointIndependent from
+	// any remote.
 	Filtering string
 }
 
 // Values of the filtering key.
 const (
 	FilteringAddressPortDependent = "address-port-dependent"
+	FilteringAddressDependent     = "address-dependent"
 	FilteringEndpointIndependent  = "endpoint-independent"
 )
 
 // SwitchOptions returns the data path options the config asks for.
 func (c DaemonConfig) SwitchOptions() vswitch.Options {
-	return vswitch.Options{EndpointIndependentFiltering: c.Filtering == FilteringEndpointIndependent}
+	return vswitch.Options{EndpointIndependentFiltering: c.Filtering == FilteringEndpointIndependent,
+		AddressDependentFiltering: c.Filtering == FilteringAddressDependent}
 }
 
 // DefaultDaemonConfig returns the defaults of DESIGN.md.
@@ -84,8 +88,8 @@ func (c *DaemonConfig) Set(key, value string) error {
 		}
 		c.Ports = value
 	case "filtering":
-		if value != FilteringAddressPortDependent && value != FilteringEndpointIndependent {
-			return invalid("filtering", value, "want "+FilteringAddressPortDependent+" or "+FilteringEndpointIndependent)
+		if value != FilteringAddressPortDependent && value != FilteringAddressDependent && value != FilteringEndpointIndependent {
+			return invalid("filtering", value, "want "+FilteringAddressPortDependent+", "+FilteringAddressDependent+" or "+FilteringEndpointIndependent)
 		}
 		c.Filtering = value
 	case "state-dir":

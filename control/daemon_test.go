@@ -100,6 +100,9 @@ func TestFilteringKey(t *testing.T) {
 	if err := c.Set("filtering", FilteringEndpointIndependent); err != nil || !c.SwitchOptions().EndpointIndependentFiltering {
 		t.Fatalf("Set endpoint-independent: %v, options %+v", err, c.SwitchOptions())
 	}
+	if err := c.Set("filtering", FilteringAddressDependent); err != nil || !c.SwitchOptions().AddressDependentFiltering || c.SwitchOptions().EndpointIndependentFiltering {
+		t.Fatalf("Set address-dependent: %v, options %+v", err, c.SwitchOptions())
+	}
 	if err := c.Set("filtering", "full-cone"); err == nil || !strings.Contains(err.Error(), "filtering") {
 		t.Fatalf("got %v, want an error naming filtering", err)
 	}

@@ -18,6 +18,10 @@ type PATOptions struct {
 	Hold time.Duration
 	// Search bounds the candidates tried for a new mapping (default 512).
 	Search int
+	// TrackPeers keeps, for each mapping, the remote addresses its flows
+	// go to, for address-dependent filtering (PeerSeen). Off, it costs
+	// nothing.
+	TrackPeers bool
 }
 
 // PAT hands out public ports (and ICMP identifiers) with endpoint-
@@ -60,6 +64,14 @@ type pool struct {
 	fwd    map[endpoint]uint16
 	inUse  int
 	nextHi uint32 // search cursor
+	// peers counts, per public port and remote address, the flows of the
+	// port's mapping with that remote (PATOptions.TrackPeers).
+	peers map[peerKey]uint32
+}
+
+type peerKey struct {
+	port   uint16
+	remote uint32
 }
 
 func newPAT(o PATOptions) *PAT {
@@ -276,6 +288,53 @@ func (a *PAT) Mapping(proto uint8, pub uint32, priv uint32, privPort uint16) (ui
 	defer p.mu.Unlock()
 	pp, ok := p.fwd[endpoint{priv, privPort}]
 	return pp, ok
+}
+
+// peerAdd counts one more flow of the mapping on pub:port with remote.
+func (a *PAT) peerAdd(pub uint32, proto uint8, port uint16, remote uint32) {
+	if !a.o.TrackPeers {
+		return
+	}
+	p := a.pool(pub, proto, true)
+	p.mu.Lock()
+	if p.peers == nil {
+		p.peers = make(map[peerKey]uint32)
+	}
+	p.peers[peerKey{port, remote}]++
+	p.mu.Unlock()
+}
+
+// peerDel counts one flow less of the mapping on pub:port with remote.
+func (a *PAT) peerDel(pub uint32, proto uint8, port uint16, remote uint32) {
+	if !a.o.TrackPeers {
+		return
+	}
+	p := a.pool(pub, proto, false)
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	k := peerKey{port, remote}
+	if n := p.peers[k]; n > 1 {
+		p.peers[k] = n - 1
+	} else {
+		delete(p.peers, k)
+	}
+	p.mu.Unlock()
+}
+
+// PeerSeen reports whether the mapping on pub:port has a flow with the
+// remote address remote (any remote port): address-dependent filtering
+// (RFC 4787 REQ-8) admits an inbound packet from remote then. It is
+// always false without PATOptions.TrackPeers.
+func (a *PAT) PeerSeen(proto uint8, pub uint32, port uint16, remote uint32) bool {
+	p := a.pool(pub, proto, false)
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.peers[peerKey{port, remote}] > 0
 }
 
 // InUse returns the number of ports in use on pub for proto.

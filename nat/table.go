@@ -544,6 +544,13 @@ func (t *Table) Create(sp *Spec, seg *Seg, now uint32) Verdict {
 			v = t.create(sp, to, seg, now)
 		}
 	}
+	if v.Reason == packet.ReasonNone && v.New && v.Ref != 0 {
+		if sp.PATOut {
+			t.PAT.peerAdd(to.Src, to.Proto, to.SPort, to.Dst)
+		} else if sp.PATIn {
+			t.PAT.peerAdd(sp.Orig.Dst, to.Proto, sp.Orig.DPort, sp.Orig.Src)
+		}
+	}
 	if v.Reason != packet.ReasonNone || !v.New || v.Ref == 0 {
 		// Refused, or another packet created the flow first: give back
 		// the mapping reference taken above.
@@ -720,8 +727,10 @@ func (t *Table) deleteLocked(so, sr *shard, ref uint32, ho, hr uint64) {
 	}
 	switch {
 	case f.flags&flagPATOut != 0:
+		t.PAT.peerDel(f.t[Reply].Dst, f.t[Orig].Proto, f.t[Reply].DPort, f.t[Orig].Dst)
 		t.PAT.release(f.t[Reply].Dst, f.t[Orig].Proto, f.t[Reply].DPort, end)
 	case f.flags&flagPATIn != 0:
+		t.PAT.peerDel(f.t[Orig].Dst, f.t[Orig].Proto, f.t[Orig].DPort, f.t[Orig].Src)
 		t.PAT.release(f.t[Orig].Dst, f.t[Orig].Proto, f.t[Orig].DPort, end)
 	}
 	t.uncharge(f.owner)

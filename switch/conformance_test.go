@@ -186,6 +186,26 @@ func TestRFC4787(t *testing.T) {
 				t.Fatal("a port the group denies got through")
 			}
 		}},
+		{"REQ-8_filtering_address_dependent_option", Options{AddressDependentFiltering: true}, func(t *testing.T, w *world) {
+			w.cfg.Records[1].Groups = []string{"sg-web"}
+			w.apply()
+			p := w.udpOut("vmB", ap(ipB, 5000), ap(remote, 53))
+			if !w.udpIn("vmB", ap(remote, 5353), ap(patIP, p)) {
+				t.Fatal("another port of the remote address B sent to was filtered")
+			}
+			if w.udpIn("vmB", ap(remote3, 53), ap(patIP, p)) {
+				t.Fatal("an address B never sent to got through")
+			}
+			// Once the mapping's flows are gone, so is the address.
+			w.clk.Advance(10 * time.Minute)
+			w.sw.Conntrack().Expire(uint32(w.clk.Now().Unix()), 1<<20)
+			if w.udpIn("vmB", ap(remote, 7777), ap(patIP, p)) {
+				t.Fatal("admitted after the mapping ended")
+			}
+			if w.drops("unsolicited") != 2 {
+				t.Fatalf("unsolicited drops %d, want 2", w.drops("unsolicited"))
+			}
+		}},
 		{"REQ-9_hairpinning_public_ip", Options{}, func(t *testing.T, w *world) {
 			w.send("vmB", udpFrame(t, macB, gwMAC, ap(ipB, 7000), ap(eipA, 5000), []byte("hp")))
 			pk := w.recv("vmA")

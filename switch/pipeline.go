@@ -277,6 +277,24 @@ func (w *worker) newFromRecord(snap *Snapshot, rec *recEntry, k nat.Tuple, seg *
 	return w.s.ct.Create(&sp, seg, now)
 }
 
+// admitPAT reports whether filtering lets a first packet k (from a remote
+// endpoint that no flow of the mapping on k.Dst:k.DPort has) through:
+// always with endpoint-independent filtering, when the mapping has a flow
+// with k's remote address with address-dependent filtering, never with
+// address-and-port-dependent filtering (the default).
+func (w *worker) admitPAT(k nat.Tuple) bool {
+	o := &w.s.o
+	switch {
+	case !natPorts(k.Proto):
+		return false
+	case o.EndpointIndependentFiltering:
+		return true
+	case o.AddressDependentFiltering:
+		return w.s.ct.PAT.PeerSeen(k.Proto, k.Dst, k.DPort, k.Src)
+	}
+	return false
+}
+
 func natPorts(proto uint8) bool {
 	return proto == packet.ProtoTCP || proto == packet.ProtoUDP || proto == packet.ProtoICMP
 }
@@ -348,7 +366,7 @@ func (w *worker) newFromUplink(snap *Snapshot, k nat.Tuple, seg *nat.Seg, now ui
 		d = pe.rec
 		sp.To.Dst = pe.private
 	} else {
-		if !w.s.o.EndpointIndependentFiltering || !natPorts(p.Proto) {
+		if !w.admitPAT(k) {
 			return nat.Verdict{Reason: packet.ReasonUnsolicited}, nil
 		}
 		priv, port, ok := w.s.ct.PAT.Lookup(p.Proto, k.Dst, k.DPort)

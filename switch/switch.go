@@ -31,6 +31,12 @@ type Options struct {
 	// false (the default, as Linux conntrack does) admits only the remote
 	// endpoints the mapping has sent to.
 	EndpointIndependentFiltering bool
+	// AddressDependentFiltering (when EndpointIndependentFiltering is
+	// off) admits inbound packets to a PAT mapping from any port of a
+	// remote address the mapping has a flow with (RFC 4787 REQ-8
+	// "address-dependent filtering"), instead of from those remote
+	// endpoints only.
+	AddressDependentFiltering bool
 	// ICMPErrorRate bounds the ICMP errors roam originates (time exceeded,
 	// fragmentation needed, administratively prohibited), per second for
 	// the whole switch (0 = DefaultICMPErrorRate, < 0 = none sent).
@@ -147,6 +153,9 @@ func New(o Options) *Switch {
 	}
 	if o.DHCPRate == 0 {
 		o.DHCPRate = DefaultDHCPRate
+	}
+	if o.AddressDependentFiltering && !o.EndpointIndependentFiltering {
+		o.PAT.TrackPeers = true
 	}
 	s := &Switch{
 		o:       o,

@@ -38,7 +38,7 @@ func run(args []string) error {
 		{"metrics", "", "serve Prometheus metrics on this address (host:port)"},
 		{"log-level", def.LogLevel, "debug, info, warn or error"},
 		{"ports", def.Ports, "port drivers: drivers (real TAP, AF_PACKET, stream and TUN ports) or memory (in-memory twins, for tests)"},
-		{"filtering", def.Filtering, "PAT filtering (RFC 4787 REQ-8): address-port-dependent (only remotes a mapping sent to) or endpoint-independent (any remote)"},
+		{"filtering", def.Filtering, "PAT filtering (RFC 4787 REQ-8): address-port-dependent (only the remote endpoints a mapping sent to), address-dependent (any port of the remote addresses it sent to) or endpoint-independent (any remote)"},
 	} {
 		vals[f.key] = fs.String(f.key, f.def, f.usage)
 	}
