@@ -117,6 +117,20 @@ func TestPrivilegedQEMUPorts(t *testing.T) {
 	if !containsAll(out, "R 0 outside "+outsideIP+":9 "+pubS+":") {
 		t.Fatalf("vms -> outside by its public IP: want answers seen from %s, got\n%s", pubS, out)
 	}
+
+	// A killed VM on a stream port: instance show says its QEMU left.
+	vmS.Kill()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		pt := e.ctl("instance", "show", "vms")["ports"].([]any)[0].(map[string]any)
+		if pt["status"] == "down" {
+			t.Logf("instance show vms after the kill: %v %v (%v)", pt["spec"], pt["status"], pt["error"])
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vms killed, but instance show says its port is %v", pt)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func containsAll(s string, subs ...string) bool {

@@ -3,6 +3,7 @@
 //
 //	roamctl subnet create 10.0.0.0/24
 //	roamctl instance create vm1 --port tap:vm1 --port stream:/run/vm1.sock
+//	roamctl instance create vm3 --qmp /run/vm3/qmp.sock    # attach hot-plugs a NIC
 //	roamctl eni create --subnet subnet-1a2b3c4d --sg web
 //	roamctl eni attach eni-0a1b2c3d --instance vm1
 //	roamctl eni reassign eni-0a1b2c3d --instance vm2
