@@ -68,6 +68,23 @@
 //     with the record each flow is charged to, for a graceful restart of
 //     roamd (see package control).
 //   - PAT filtering is address-and-port-dependent by default (as Linux
-//     conntrack); Options.EndpointIndependentFiltering switches to
-//     endpoint-independent filtering (RFC 4787 REQ-8).
+//     conntrack); Options.AddressDependentFiltering and
+//     Options.EndpointIndependentFiltering switch to address-dependent or
+//     endpoint-independent filtering (RFC 4787 REQ-8; roamd's filtering
+//     key). A hairpin to another record's PAT mapping needs
+//     endpoint-independent filtering.
+//   - A record's first packet that no session can be made for (its
+//     groups deny it, PAT has no port left, the table or the record's
+//     budget is full) is answered with ICMP destination unreachable, code
+//     13, from the subnet's gateway (RFC 5508 REQ-8); PAT exhaustion is
+//     also logged, at most once every 10 s. Every ICMP error roam
+//     originates is rate-limited switch-wide (Options.ICMPErrorRate, 100/s
+//     by default; Counters.ICMPSent and ICMPLimited).
+//   - ICMP errors whose ICMP checksum or embedded IP header checksum does
+//     not verify are dropped (bad_checksum, RFC 5508 REQ-3).
+//   - DHCP is answered at most Options.DHCPRate times a second per port
+//     (10 by default); the rest are dropped as dhcp_rate_limited.
+//   - A later fragment that overlaps its datagram's first fragment (and
+//     could rewrite the transport header the verdict was made on, RFC
+//     1858 and RFC 3128) is dropped as frag_overlap.
 package vswitch
