@@ -312,11 +312,6 @@ func StartDaemon(cfg DaemonConfig, o DaemonOptions) (*Daemon, error) {
 	}
 	d.ln = ln
 	d.srv = NewServer(d.API, d.log)
-	go func() {
-		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.errc <- fmt.Errorf("control API: %w", err)
-		}
-	}()
 	if cfg.Metrics != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -341,6 +336,13 @@ func StartDaemon(cfg DaemonConfig, o DaemonOptions) (*Daemon, error) {
 	}
 	d.stopped.Add(1)
 	go d.expire()
+	// The API serves last: a client that got an answer finds the daemon
+	// wholly started (metrics included).
+	go func() {
+		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.errc <- fmt.Errorf("control API: %w", err)
+		}
+	}()
 	d.log.Info("roamd ready", "socket", cfg.Socket, "state_dir", cfg.StateDir, "uplink", gw.Uplink,
 		"public_cidr", cfg.PublicCIDR, "public_ip", cfg.PublicIP)
 	return d, nil

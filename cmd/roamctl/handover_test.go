@@ -221,6 +221,7 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 	}
 	d := newDaemon(t, "--ports", "drivers", "--uplink", "tap:up0@"+pubNS, "--log-level", "debug")
 	t.Cleanup(func() {
+		d.kill() // the log is read once roamd is gone (its writer is another goroutine)
 		if t.Failed() {
 			t.Logf("roamd log:\n%s", d.log)
 		}
@@ -318,7 +319,7 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 	stopLog := d.log.String()
 	if os.Getenv("ROAM_TEST_LOG") != "" {
 		t.Logf("old roamd:\n%s", stopLog)
-		defer func() { t.Logf("new roamd:\n%s", d.log) }()
+		defer func() { d.kill(); t.Logf("new roamd:\n%s", d.log) }()
 	}
 	for _, ifn := range []struct{ ns, dev string }{{pubNS, "up0"}, {vm1NS, "eth0"}, {vm2NS, "eth0"}} {
 		if out, err := exec.Command("ip", "-n", ifn.ns, "-o", "addr", "show", "dev", ifn.dev).CombinedOutput(); err != nil || !strings.Contains(string(out), "inet ") {
@@ -359,6 +360,7 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 	if strings.Join(before, "\n") != strings.Join(after, "\n") {
 		t.Errorf("conntrack differs across the restart:\nbefore:\n%s\nafter:\n%s", strings.Join(before, "\n"), strings.Join(after, "\n"))
 	}
+	d.kill() // done: the log can be read
 	stopped := regexp.MustCompile(`stopped_for=(\S+)`).FindStringSubmatch(d.log.String())
 	if stopped == nil {
 		t.Errorf("new roamd did not log restored flows:\n%s", d.log)

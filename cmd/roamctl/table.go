@@ -68,6 +68,7 @@ func printTable(out io.Writer, v any) {
 			{"id", v.ID}, {"subnet_id", v.SubnetID}, {"status", v.Status}, {"private_ip", v.PrivateIP},
 			{"private_ips", addrs(v.PrivateIPs)}, {"mac", v.MAC}, {"security_groups", strings.Join(v.SecurityGroups, ",")},
 			{"source_dest_check", v.SourceDestCheck}, {"description", v.Description}, {"flow_budget", v.FlowBudget},
+			{"flow_policy", flowPolicy(v.FlowPolicy)},
 			{"owners", uids(v.Permissions.Owners)}, {"attachers", uids(v.Permissions.Attachers)},
 			{"detachers", uids(v.Permissions.Detachers)}, {"ip_setters", uids(v.Permissions.IPSetters)},
 		}
@@ -167,6 +168,14 @@ func addrs(a []netip.Addr) string {
 		s[i] = x.String()
 	}
 	return strings.Join(s, ",")
+}
+
+// flowPolicy shows a record's flow policy; absent means keep.
+func flowPolicy(p string) string {
+	if p == "" {
+		return "keep"
+	}
+	return p
 }
 
 func uids(u []uint32) string {

@@ -92,12 +92,14 @@ func run(args []string) error {
 		h = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})
 	}
 	log := slog.New(h)
+	// Signals are caught before the daemon serves: a client that saw it
+	// ready may signal it at once.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	d, err := control.StartDaemon(cfg, control.DaemonOptions{Logger: log, Level: level})
 	if err != nil {
 		return err
 	}
-	sig := make(chan os.Signal, 4)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for {
 		select {
 		case s := <-sig:
