@@ -13,6 +13,7 @@ declare -A want=(
   [ping]=iputils-ping
   [nft]=nftables
   [qemu-system-x86_64]=qemu-system-x86   # qemu/: real VMs (software emulation)
+  [busybox]=busybox-static
 )
 missing=()
 for cmd in "${!want[@]}"; do
