@@ -46,7 +46,10 @@
 // one that a refused flow took and never used. ICMP query identifiers are
 // mapped like ports. ICMP errors are translated by their embedded datagram
 // (RFC 5508): embedded and outer headers and all checksums. Fragments carry
-// the first fragment's translation (Frags).
+// the first fragment's translation (Frags); a later fragment that
+// overlaps the first is refused (Frags.LookupAt: ReasonFragOverlap). With
+// PATOptions.TrackPeers, PAT counts each mapping's flows per remote
+// address, for address-dependent filtering (PAT.PeerSeen).
 //
 // # TCP
 //
