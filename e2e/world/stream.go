@@ -354,8 +354,8 @@ type Receiver struct {
 	conn   *net.TCPConn
 	got    atomic.Int64
 	paused atomic.Bool
-	done chan struct{}
-	err  error
+	done   chan struct{}
+	err    error
 }
 
 // StartReceiver starts reading c from pattern offset 0.
@@ -418,4 +418,70 @@ func (r *Receiver) Close() error {
 	r.conn.Close()
 	<-r.done
 	return r.err
+}
+
+// TCPEcho accepts connections and echoes what each sends, remembering the
+// peers it saw.
+type TCPEcho struct {
+	l        *net.TCPListener
+	accepted atomic.Int64
+	mu       sync.Mutex
+	peers    []string
+	done     chan struct{}
+}
+
+// ServeTCPEcho starts echoing on every connection l accepts, until Close.
+func ServeTCPEcho(l *net.TCPListener) *TCPEcho {
+	e := &TCPEcho{l: l, done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		for {
+			c, err := l.AcceptTCP()
+			if err != nil {
+				return
+			}
+			e.accepted.Add(1)
+			e.mu.Lock()
+			e.peers = append(e.peers, c.RemoteAddr().String())
+			e.mu.Unlock()
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return e
+}
+
+// Accepted returns how many connections the echo accepted.
+func (e *TCPEcho) Accepted() int64 { return e.accepted.Load() }
+
+// Peers returns the remote address:port of every accepted connection.
+func (e *TCPEcho) Peers() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.peers...)
+}
+
+// Close stops accepting.
+func (e *TCPEcho) Close() {
+	e.l.Close()
+	<-e.done
+}
+
+// RoundTrip writes msg on c and reads it back within 5 s.
+func RoundTrip(c net.Conn, msg string) error {
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c, msg); err != nil {
+		return err
+	}
+	b := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, b); err != nil {
+		return err
+	}
+	if string(b) != msg {
+		return fmt.Errorf("echo: got %q, want %q", b, msg)
+	}
+	return nil
 }
