@@ -368,7 +368,11 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 	}
 	restored := regexp.MustCompile(`flows restored from the previous roamd" flows=(\d+)`).FindStringSubmatch(d.log.String())
 	kept := regexp.MustCompile(`flows kept" flows=(\d+) devices_kept=(\d+)`).FindStringSubmatch(stopLog)
-	t.Logf("restart: SIGTERM to ready %v; data path stopped for %s (from the snapshot's age); flows saved %v, restored %v; "+
-		"UDP 1000 pkt/s lost: eip %d, pat %d; TCP: 20 rounds each after the restart, no reset; conntrack before == after (%d flows)",
-		down.Round(time.Millisecond), stopped[1], kept, restored, lostN[0], lostN[1], len(after))
+	if kept == nil || restored == nil || kept[1] != restored[1] {
+		t.Errorf("flows saved %v, restored %v: want the same number", kept, restored)
+		kept, restored = []string{"", "?", "?"}, []string{"", "?"}
+	}
+	t.Logf("restart: SIGTERM to ready %v; data path stopped for %s (from the snapshot's age); %s flows saved with %s devices kept, %s restored; "+
+		"UDP at 1000 pkt/s lost: %d through the public IP, %d through PAT; TCP: 20 rounds each after the restart, no reset; conntrack before == after (%d flows)",
+		down.Round(time.Millisecond), stopped[1], kept[1], kept[2], restored[1], lostN[0], lostN[1], len(after))
 }
