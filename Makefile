@@ -35,6 +35,13 @@ fuzz:
 	  done; \
 	done
 
+# The soak test for longer than make test runs it (SOAK, default 10m):
+# traffic, a reassign every 100 ms and control operations, with the race
+# detector.
+.PHONY: soak
+soak:
+	$(GO) test -race -count=1 -timeout 0 -run '^TestSoak$$' -v ./control -soak $(or $(SOAK),10m)
+
 demo: deps build
 	@scripts/demo.sh
 
