@@ -189,6 +189,20 @@ func (s *UDPStream) PerTag() map[byte]int64 {
 	return m
 }
 
+// Unanswered returns how many of the datagrams numbered below n have had
+// no answer yet.
+func (s *UDPStream) Unanswered(n uint64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := 0
+	for seq := uint64(0); seq < n; seq++ {
+		if _, ok := s.tagOf[seq]; !ok {
+			k++
+		}
+	}
+	return k
+}
+
 // LastTag returns the tag of the latest answer (0: none yet).
 func (s *UDPStream) LastTag() byte { return byte(s.last.Load()) }
 
