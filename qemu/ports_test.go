@@ -118,6 +118,38 @@ func TestPrivilegedQEMUPorts(t *testing.T) {
 		t.Fatalf("vms -> outside by its public IP: want answers seen from %s, got\n%s", pubS, out)
 	}
 
+	// Bulk TCP, offloads on: vmn (QEMU's TAP with vnet_hdr: TSO super-frames
+	// through roam) sends to the outside by PAT; the outside sends to vms's
+	// public IP (a stream port: roam segments super-frames in software).
+	const bulk = "8388608"
+	sink := exec.Command("ip", "netns", "exec", e.pubns, kitAgent, "tcpsink", "5001")
+	var sinkOut strings.Builder
+	sink.Stdout = &sinkOut
+	if err := sink.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Process.Kill(); sink.Wait() })
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	if out := mustRun(t, ctx, vmN, "guestagent tcpsend "+outsideIP+":5001 "+bulk); strings.TrimSpace(out) != bulk {
+		t.Fatalf("vmn -> outside, TCP: sent %q, want %s", out, bulk)
+	}
+	sink.Wait()
+	if got := strings.TrimSpace(sinkOut.String()); got != bulk {
+		t.Fatalf("vmn -> outside, TCP: the outside received %q bytes, want %s", got, bulk)
+	}
+	t.Logf("TCP vmn -> outside (PAT): %s bytes in %v", bulk, time.Since(start).Round(time.Millisecond))
+	mustRun(t, ctx, vmS, "guestagent tcpsink 5002 >/tmp/sink.out 2>&1 & sleep 0.5")
+	start = time.Now()
+	if out, err := e.outside(kitAgent, "tcpsend", pubS+":5002", bulk); err != nil || strings.TrimSpace(out) != bulk {
+		t.Fatalf("outside -> vms's public IP, TCP: %v %q", err, out)
+	}
+	if _, err := vmS.WaitFor(ctx, "grep -qx "+bulk+" /tmp/sink.out", 100*time.Millisecond); err != nil {
+		out, _ := vmS.Run(ctx, "cat /tmp/sink.out")
+		t.Fatalf("outside -> vms's public IP, TCP: vms received %q, want %s bytes", out, bulk)
+	}
+	t.Logf("TCP outside -> vms (public IP): %s bytes in %v; vms: %s", bulk, time.Since(start).Round(time.Millisecond), mustRun(t, ctx, vmS, "grep Tcp: /proc/net/snmp | tail -1"))
+
 	// A killed VM on a stream port: instance show says its QEMU left.
 	vmS.Kill()
 	for deadline := time.Now().Add(10 * time.Second); ; {

@@ -7,11 +7,15 @@
 // one every INTERVAL, and prints "S SEQ UNIXNANO" for each one sent and
 // "R SEQ NAME SRC SEEN UNIXNANO" for each answer (SEEN: the client's
 // address as the server saw it), until 2 s after the last datagram.
+// "guestagent tcpsink PORT" accepts one TCP connection and prints the bytes
+// it received; "guestagent tcpsend ADDR:PORT BYTES" sends BYTES bytes and
+// prints them once the peer has closed its side.
 package main
 
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -23,6 +27,14 @@ import (
 func main() {
 	if len(os.Args) == 5 && os.Args[1] == "udpclient" {
 		client(os.Args[2], os.Args[3], os.Args[4])
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == "tcpsink" {
+		sink(os.Args[2])
+		return
+	}
+	if len(os.Args) == 4 && os.Args[1] == "tcpsend" {
+		send(os.Args[2], os.Args[3])
 		return
 	}
 	if len(os.Args) != 4 || os.Args[1] != "udpecho" {
@@ -102,4 +114,55 @@ func client(addr, count, interval string) {
 	mu.Lock()
 	w.Flush()
 	mu.Unlock()
+}
+
+func sink(port string) {
+	ln, err := net.Listen("tcp4", ":"+port)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	c, err := ln.Accept()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	n, err := io.Copy(io.Discard, c)
+	c.Close()
+	fmt.Println(n)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func send(addr, bytes string) {
+	n, err := strconv.ParseInt(bytes, 10, 64)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tcpsend: bad byte count")
+		os.Exit(2)
+	}
+	c, err := net.DialTimeout("tcp4", addr, 5*time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	buf := make([]byte, 64<<10)
+	var sent int64
+	for sent < n {
+		m := int64(len(buf))
+		if n-sent < m {
+			m = n - sent
+		}
+		w, err := c.Write(buf[:m])
+		sent += int64(w)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	c.(*net.TCPConn).CloseWrite()
+	io.Copy(io.Discard, c)
+	fmt.Println(sent)
 }
