@@ -19,6 +19,10 @@ var Modules = []string{
 	"drivers/net/net_failover", "drivers/net/virtio_net",
 }
 
+// ErrFetch marks a failure to get the Debian packages (apt-get update or
+// download): the machine cannot reach its archive.
+var ErrFetch = errors.New("cannot fetch Debian packages")
+
 // Kit is what a guest is made of, unpacked from Debian packages into the
 // cache: the cloud kernel's vmlinuz, the modules of Modules and a static
 // busybox.
@@ -79,7 +83,7 @@ func Prepare(dir string) (*Kit, error) {
 	if err != nil {
 		// A fresh machine (a container image) may have no package lists.
 		if uout, uerr := exec.Command("apt-get", "update", "-qq").CombinedOutput(); uerr != nil {
-			return nil, fmt.Errorf("apt-get update: %v: %s", uerr, uout)
+			return nil, fmt.Errorf("%w: apt-get update: %v: %s", ErrFetch, uerr, uout)
 		}
 		out, err = exec.Command("apt-cache", "depends", "linux-image-cloud-amd64").CombinedOutput()
 	}
@@ -102,7 +106,7 @@ func Prepare(dir string) (*Kit, error) {
 		cmd := exec.Command("apt-get", "download", pkg)
 		cmd.Dir = debs
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("apt-get download %s: %v: %s", pkg, err, out)
+			return nil, fmt.Errorf("%w: apt-get download %s: %v: %s", ErrFetch, pkg, err, out)
 		}
 	}
 	tmp, err := os.MkdirTemp(dir, "unpack-")

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,6 +59,9 @@ func needQEMU(t *testing.T) (*Kit, string) {
 		kitInitrd = filepath.Join(tmp, "initrd.cpio")
 		kitErr = kitKit.Initramfs(kitInitrd, map[string]string{"bin/guestagent": agent})
 	})
+	if errors.Is(kitErr, ErrFetch) {
+		t.Skipf("the guest's Debian packages cannot be fetched (no archive reachable?): %v", kitErr)
+	}
 	if kitErr != nil {
 		t.Fatalf("prepare the guest: %v", kitErr)
 	}
