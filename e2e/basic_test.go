@@ -296,6 +296,9 @@ func TestPrivilegedICMPErrors(t *testing.T) {
 	// The outside: pub routes to far (192.0.2.2) over a 1280-byte link,
 	// and answers every error at once.
 	must(t, w.AddNS("far"))
+	// The veth pair is born in the root namespace: should the move fail,
+	// delete it there (once moved, it goes with the namespaces).
+	t.Cleanup(func() { w.Run("", "ip", "link", "del", w.Prefix()+"x") })
 	must(t, w.Sh("", fmt.Sprintf(`
 ip link add %[1]sx type veth peer name %[1]sy
 ip link set %[1]sx netns %[2]s name far0
