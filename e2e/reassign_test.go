@@ -49,7 +49,6 @@ func TestPrivilegedReassignUnderLoad(t *testing.T) {
 	}
 	took := time.Since(t0)
 	atReturn := stream.Sent()
-	aAtReturn := echo["vma"].Count()
 	time.Sleep(after)
 	answers := stream.Stop(300 * time.Millisecond)
 	sent := stream.Sent()
@@ -115,9 +114,6 @@ func TestPrivilegedReassignUnderLoad(t *testing.T) {
 	}
 	if len(aAfter) > 0 {
 		t.Errorf("vmA received %d datagrams sent after the reassign returned: %v", len(aAfter), head(aAfter))
-	}
-	if n := echo["vma"].Count(); n != aAtReturn {
-		t.Errorf("vmA received %d datagrams after the reassign returned", n-aAtReturn)
 	}
 	// The record keeps its public address: vmB saw the client's own
 	// address and port (1:1 NAT keeps the source), as vmA did.

@@ -226,7 +226,6 @@ func Demo(ctx context.Context, out io.Writer, cfg DemoConfig) (err error) {
 	}
 	took := time.Since(t0)
 	sentAfterSwap := stream.Sent()
-	aAtSwap := echo['A'].Count()
 	flowsAfter, err := w.Flows(p.ENI.ID)
 	if err != nil {
 		return err
@@ -257,7 +256,12 @@ func Demo(ctx context.Context, out io.Writer, cfg DemoConfig) (err error) {
 			lostElsewhere++
 		}
 	}
-	aAfter := echo['A'].Count() - aAtSwap
+	aAfter := 0 // datagrams sent after the reassign returned that reached vmA
+	for seq := range seqA {
+		if seq >= sentAfterSwap && seq < sent {
+			aAfter++
+		}
+	}
 	flowsEnd, _ := w.Flows(p.ENI.ID)
 	if err := sender.Stop(); err != nil {
 		return fmt.Errorf("the TCP download failed: %w", err)
@@ -267,7 +271,7 @@ func Demo(ctx context.Context, out io.Writer, cfg DemoConfig) (err error) {
 	say("== summary")
 	say("   UDP: %d datagrams sent (%d when the reassign started), answered by vmA %d, by vmB %d", sent, sentAtSwap, per['A'], per['B'])
 	say("        lost %d: %d in flight at the swap (vmA had them; its answers reached roam after the swap), %d elsewhere", int(sent)-len(answers), inFlight, lostElsewhere)
-	say("        vmA received %d datagrams after the reassign returned", aAfter)
+	say("        vmA received %d of the datagrams sent after the reassign returned", aAfter)
 	if tcpErr == nil {
 		say("   TCP: the same connection, never reset: %.1f MB received, every byte checked", float64(recv.Got())/(1<<20))
 	} else {

@@ -139,8 +139,10 @@ func (s *UDPStream) send() {
 			seq := s.next.Load()
 			binary.BigEndian.PutUint64(buf, seq)
 			buf[8] = 0
-			s.conn.Write(buf) // a refused or dropped datagram is a lost one
+			// Counted before it is written: a datagram numbered at
+			// or above what Sent returned is written after that call.
 			s.next.Store(seq + 1)
+			s.conn.Write(buf) // a refused or dropped datagram is a lost one
 		}
 	}
 }
@@ -172,7 +174,8 @@ func (s *UDPStream) recv() {
 	}
 }
 
-// Sent returns how many datagrams were sent: sequence numbers below it.
+// Sent returns how many datagrams were sent: sequence numbers below it;
+// those at or above it are written after the call.
 func (s *UDPStream) Sent() uint64 { return s.next.Load() }
 
 // Answers returns how many answers arrived (duplicates included).
