@@ -22,10 +22,10 @@ func (s *Switch) applyFlowPolicies(prev, snap *Snapshot, changed []string) {
 	}
 	var recs []*recEntry
 	check := func(e *recEntry) {
-		if e == nil || e.cfg == nil || e.cfg.FlowPolicy == "" || e.cfg.FlowPolicy == FlowKeep {
+		if e == nil || e.cfg.FlowPolicy == "" || e.cfg.FlowPolicy == FlowKeep {
 			return
 		}
-		if o := prev.records[e.id]; o != nil && o.cfg != nil && policyChanged(prev, o.cfg, snap, e.cfg) {
+		if o := prev.records[e.id]; o != nil && policyChanged(prev, &o.cfg, snap, &e.cfg) {
 			recs = append(recs, e)
 		}
 	}

@@ -88,7 +88,10 @@ type recEntry struct {
 	egress  []rule
 	pubOf   []pubEntryPair // private -> public
 	budget  int32
-	cfg     *Record // as configured (for the flow policy)
+	// cfg is the record as configured (for the flow policy). A copy, not
+	// a pointer into Config.Records: entries that ApplyDelta shares
+	// across snapshots would keep every old Records array alive.
+	cfg Record
 }
 
 type pubEntryPair struct{ private, public uint32 }
@@ -264,7 +267,7 @@ func (s *Snapshot) addRecord(r *Record, i int, ports func(string) *portState, st
 	if len(r.MAC) != 6 {
 		return cfgErr(recField(i, "mac"), r.MAC, "want 6 bytes")
 	}
-	e := &recEntry{id: r.ID, subnet: sn, mac: macOf(r.MAC), sdc: r.SourceDestCheck, cfg: r}
+	e := &recEntry{id: r.ID, subnet: sn, mac: macOf(r.MAC), sdc: r.SourceDestCheck, cfg: *r}
 	switch r.FlowPolicy {
 	case "", FlowKeep, FlowReevaluate, FlowReset:
 	default:
