@@ -26,6 +26,8 @@
 // answer; answers to abandoned commands are recognized by their ID and
 // skipped. A VM is ready when it answers its first command.
 //
+// Command roamguest (qemu/cmd/roamguest) boots such a guest by hand.
+//
 // QEMU always runs with -accel tcg: /dev/kvm may open on a CI machine whose
 // KVM guests then hang.
 package qemu
