@@ -234,9 +234,9 @@ func (s *Summary) Markdown() string {
 	if s.Label != "" {
 		fmt.Fprintf(&b, "**Not a plain `make bench-e2e` run: %s.**\n\n", s.Label)
 	}
-	fmt.Fprintf(&b, "Medians of %d run(s) on one host (%s CPUs, kernel %s, %s, %s; load average at the start %s). "+
+	fmt.Fprintf(&b, "Medians of %d run(s) on one host (%s CPUs, kernel %s, %s, %s; load average at the start %s, at the end %s). "+
 		"Each measurement: TCP %s, UDP %s, connections %s, ping %s, reassign stream %s.\n\n",
-		s.Runs, s.Host["cpus"], s.Host["kernel"], s.Host["ovs"], s.Host["iperf3"], s.Host["loadavg_at_start"],
+		s.Runs, s.Host["cpus"], s.Host["kernel"], s.Host["ovs"], s.Host["iperf3"], s.Host["loadavg_at_start"], s.Host["loadavg_at_end"],
 		s.Durations["tcp"], s.Durations["udp"], s.Durations["conn"], s.Durations["ping"], s.Durations["reassign"])
 	rows := s.rows()
 	for j, r := range rows {

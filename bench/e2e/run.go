@@ -85,6 +85,9 @@ func Run(cfg Config) (*Summary, error) {
 		}
 		sum.PerRun = append(sum.PerRun, results)
 	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		sum.Host["loadavg_at_end"] = strings.TrimSpace(string(b))
+	}
 	sum.summarize()
 	return sum, nil
 }
