@@ -307,6 +307,15 @@ EOF`, portTCP)); err != nil {
 			}
 		}
 	}
+	// An arm that counts its drops by reason reports those of the reassign
+	// test (the stream, the TCP connection and the move).
+	dropper, _ := arm.(interface {
+		Drops(*Env) (map[string]int64, error)
+	})
+	var before map[string]int64
+	if dropper != nil {
+		before, _ = dropper.Drops(e)
+	}
 	r.ReassignAtNS = time.Now().UnixNano()
 	if err := arm.Reassign(e); err != nil {
 		r.fail("reassign", err)
@@ -346,6 +355,20 @@ EOF`, portTCP)); err != nil {
 				r.TCPNote += ", " + c.Error
 			}
 			e.logf("%s: TCP connection survived: %v (%s)", arm.Name(), c.Survived, r.TCPNote)
+		}
+	}
+	if dropper != nil && before != nil {
+		if after, err := dropper.Drops(e); err == nil {
+			var parts []string
+			for k, v := range after {
+				if d := v - before[k]; d != 0 && k != "ipv6" {
+					parts = append(parts, fmt.Sprintf("%s=%d", k, d))
+				}
+			}
+			sort.Strings(parts)
+			if len(parts) > 0 {
+				r.Notes = append(r.Notes, "reassign: drops counted by "+arm.Name()+" from the reassign to the end of the stream: "+strings.Join(parts, " "))
+			}
 		}
 	}
 	for _, p := range []*Proc{echoA, echoB, tcpA, tcpB} {

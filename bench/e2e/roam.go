@@ -181,3 +181,18 @@ func linkMAC(e *Env, ns, dev string) string {
 	}
 	return strings.TrimSpace(out)
 }
+
+// Drops returns roamd's drop counters by reason (roamctl stats).
+func (r *roamArm) Drops(e *Env) (map[string]int64, error) {
+	out, err := e.Output(nil, r.Roamctl, "--socket", r.dir+"/roamd.sock", "--output", "json", "stats")
+	if err != nil {
+		return nil, err
+	}
+	var st struct {
+		Drops map[string]int64 `json:"drops"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return nil, fmt.Errorf("roamctl stats: %v", err)
+	}
+	return st.Drops, nil
+}
