@@ -200,3 +200,35 @@ func TestTableFullAndBudget(t *testing.T) {
 	w.send("vmB", udpFrame(t, macB, gwMAC, ap(ipB, 2000), ap(remote, 53), nil))
 	w.recv("uplink")
 }
+
+// TestDrainAfterReassign: after a reassign, what the old port had in flight
+// on the record's established flows still goes out for a short grace; it
+// cannot start new flows; nothing is delivered to it; after the grace it is
+// cut off.
+func TestDrainAfterReassign(t *testing.T) {
+	w := newWorld(t, Options{DrainGrace: 500 * time.Millisecond})
+	// An established inbound flow to A's public IP, answered by A on vmA.
+	w.send("uplink", udpFrame(t, macUp, gwMAC, ap(remote, 999), ap(eipA, 5001), []byte("q")))
+	w.recv("vmA")
+	w.cfg.Records[0].Ports = []string{"vmA2"}
+	w.apply()
+	// vmA's answer, in flight at the swap, still reaches the client.
+	w.send("vmA", udpFrame(t, macA, gwMAC, ap(ipA, 5001), ap(remote, 999), []byte("late answer")))
+	if ip := w.recv("uplink").Layer(layers.LayerTypeIPv4).(*layers.IPv4); !ip.SrcIP.Equal(eipA.AsSlice()) {
+		t.Fatalf("late answer from %v, want %v", ip.SrcIP, eipA)
+	}
+	// A new flow from the old port is refused.
+	w.send("vmA", udpFrame(t, macA, gwMAC, ap(ipA, 6000), ap(remote, 53), nil))
+	w.none("uplink")
+	// The next query goes to the new port only.
+	w.send("uplink", udpFrame(t, macUp, gwMAC, ap(remote, 999), ap(eipA, 5001), []byte("q2")))
+	w.recv("vmA2")
+	w.none("vmA")
+	// After the grace the old port is cut off.
+	w.clk.Advance(time.Second)
+	w.send("vmA", udpFrame(t, macA, gwMAC, ap(ipA, 5001), ap(remote, 999), []byte("too late")))
+	w.none("uplink")
+	if got := w.drops("no_record"); got != 2 {
+		t.Fatalf("no_record drops %d, want 2", got)
+	}
+}

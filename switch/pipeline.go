@@ -26,6 +26,8 @@ type worker struct {
 	nextra  int
 	lastEx  uint32
 	v       nat.Verdict
+	// draining: the batch comes from a port its record just left (drain.go).
+	draining bool
 
 	// Identity output: while every frame of the batch so far goes, in
 	// order, to one port, the batch itself is written at flush without
@@ -54,6 +56,12 @@ func (w *worker) process(in *portState, frames []tap.Frame) {
 	w.nextra = 0
 	w.in, w.idPort, w.idN, w.idOK = frames, nil, 0, true
 	rec := snap.ports[in]
+	w.draining = false
+	if rec == nil && snap.draining != nil {
+		if d, ok := snap.draining[in]; ok && d.until > w.s.now().UnixNano() {
+			rec, w.draining = d.rec, true
+		}
+	}
 	up := in == snap.uplink && in != nil
 	n := len(frames)
 	if cap(w.pp) < n {
@@ -129,6 +137,10 @@ func (w *worker) one(snap *Snapshot, in *portState, rec *recEntry, up bool, f *t
 	} else {
 		w.s.nb.learnFrame(snap, p, packet.Ethernet(frame).Src())
 	}
+	if w.draining && (p.EthType != packet.EtherTypeIPv4 || p.IsError || p.Frag == packet.LaterFragment) {
+		w.drop(packet.ReasonNoRecord, nil) // a draining port only finishes established flows
+		return
+	}
 	if p.EthType == packet.EtherTypeARP {
 		w.arp(snap, in, rec, up, f)
 		return
@@ -195,6 +207,10 @@ func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap
 	seg := w.segment(frame)
 	v := &w.v
 	w.s.ct.TrackHashed(k, w.hash(k), seg, now, v)
+	if w.draining && (!v.Found || v.New) {
+		w.drop(packet.ReasonNoRecord, nil) // no new flow from a port the record left
+		return
+	}
 	if !v.Found && v.Reason == packet.ReasonNone {
 		*v = w.newFromRecord(snap, rec, k, seg, now)
 	} else if v.New {

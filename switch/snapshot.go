@@ -39,7 +39,9 @@ type Snapshot struct {
 	groupList []*groupEntry // by groupEntry.idx, as rules refer to them
 	records   map[string]*recEntry
 	macs      map[packet.MAC]string
-	gen       uint64 // distinguishes snapshots, for copy on write
+	draining  map[*portState]drain // ports a record left moments ago (drain.go)
+	moved     []*portState         // ports of the records delta replaced
+	gen       uint64               // distinguishes snapshots, for copy on write
 	uplinkMTU int
 }
 
@@ -470,6 +472,7 @@ func (s *Snapshot) compileRoutes(cfg *Config) error {
 // not that of compiling every record.
 func (s *Snapshot) delta(cfg *Config, changed []string, ports func(string) *portState, state func(id string) *recordState, defaultBudget int32, gen uint64) (*Snapshot, error) {
 	ns := *s
+	ns.moved = nil
 	ns.cfg = cfg
 	ns.gen = gen
 	ns.ports = maps.Clone(s.ports)
@@ -483,6 +486,7 @@ func (s *Snapshot) delta(cfg *Config, changed []string, ports func(string) *port
 	for _, id := range changed {
 		want[id] = -1
 		if e := ns.records[id]; e != nil {
+			ns.moved = append(ns.moved, e.ports...)
 			ns.removeRecord(e)
 		}
 	}

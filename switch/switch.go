@@ -45,7 +45,13 @@ type Options struct {
 	// (0 = DefaultDHCPRate, < 0 = none); the rest are dropped and counted
 	// as dhcp_rate_limited, so a guest flooding DHCP costs roam little.
 	DHCPRate int
-	Logger   *slog.Logger
+	// DrainGrace is how long the port a record was moved away from may
+	// still send on the record's established flows, so that frames it had
+	// in flight at the reassign are not lost (0 = DefaultDrainGrace,
+	// negative = none). Nothing is delivered to that port after the
+	// reassign, and no new flow can start from it.
+	DrainGrace time.Duration
+	Logger     *slog.Logger
 }
 
 // Switch is roam's data path: ports, the batch pipeline, routing by record,
@@ -93,6 +99,7 @@ type portState struct {
 	guest   atomic.Uint64 // learned guest MAC (+1<<48 when set)
 	up      atomic.Bool
 	closed  chan struct{}
+	shut    sync.Once // closes closed
 	running bool
 	c       counterSet
 	reopen  func() (tap.Port, error) // nil: the port cannot be reopened
@@ -148,6 +155,9 @@ func New(o Options) *Switch {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.DrainGrace == 0 {
+		o.DrainGrace = DefaultDrainGrace
+	}
 	if o.ICMPErrorRate == 0 {
 		o.ICMPErrorRate = DefaultICMPErrorRate
 	}
@@ -202,6 +212,8 @@ func (s *Switch) Apply(cfg *Config) error {
 		return slotErr
 	}
 	snap.gen = s.gen.Add(1)
+	old := s.snap.Load()
+	snap.inheritDrains(old, old.allPorts(), s.now().UnixNano(), s.o.DrainGrace)
 	prev := s.snap.Swap(snap)
 	s.announce(prev, snap)
 	s.applyFlowPolicies(prev, snap, nil)
@@ -232,6 +244,8 @@ func (s *Switch) ApplyDelta(cfg *Config, changed []string) error {
 	if slotErr != nil {
 		return slotErr
 	}
+	snap.inheritDrains(old, snap.moved, s.now().UnixNano(), s.o.DrainGrace)
+	snap.moved = nil
 	prev := s.snap.Swap(snap)
 	s.announce(prev, snap)
 	s.applyFlowPolicies(prev, snap, changed)
@@ -300,7 +314,7 @@ func (s *Switch) RemovePort(name string) error {
 	delete(s.ports, name)
 	s.mu.Unlock()
 	ps.up.Store(false)
-	close(ps.closed)
+	ps.shut.Do(func() { close(ps.closed) })
 	return ps.port().Close()
 }
 
@@ -459,11 +473,7 @@ func (s *Switch) Close() error {
 	s.mu.Unlock()
 	var first error
 	for _, ps := range ports {
-		select {
-		case <-ps.closed:
-		default:
-			close(ps.closed)
-		}
+		ps.shut.Do(func() { close(ps.closed) })
 		if err := ps.port().Close(); err != nil && first == nil {
 			first = err
 		}
