@@ -60,10 +60,8 @@ func ProtoName(p uint8) string {
 func (t Tuple) hash(seed uint64) uint64 {
 	a := uint64(t.Src)<<32 | uint64(t.Dst)
 	b := uint64(t.SPort)<<24 | uint64(t.DPort)<<8 | uint64(t.Proto)
-	hi, lo := bits.Mul64(a^seed^0xa0761d6478bd642f, b^0xe7037ed1a0b428db)
-	h := hi ^ lo
-	h ^= h >> 29
-	h *= 0xbf58476d1ce4e5b9
-	h ^= h >> 32
-	return h
+	// One 64x64->128 multiply folded (wyhash's "mum"): every bit of the
+	// result depends on every bit of both seeded operands.
+	hi, lo := bits.Mul64(a^seed^0xa0761d6478bd642f, b^bits.RotateLeft64(seed, 32)^0xe7037ed1a0b428db)
+	return hi ^ lo
 }
