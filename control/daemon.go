@@ -408,10 +408,9 @@ func (d *Daemon) Reload(cfg DaemonConfig) error {
 	return nil
 }
 
-// Shutdown stops serving (waiting for requests in progress until ctx is
-// done), then closes the switch, the ports and the store. Every operation
-// that returned was committed; nothing else is lost.
-func (d *Daemon) Shutdown(ctx context.Context) error {
+// stopServing stops the control API (waiting for requests in progress
+// until ctx is done), the metrics endpoint and the expiry loop.
+func (d *Daemon) stopServing(ctx context.Context) error {
 	var first error
 	if d.srv != nil {
 		if err := d.srv.Shutdown(ctx); err != nil {
@@ -427,6 +426,14 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	close(d.stop)
 	d.stopped.Wait()
+	return first
+}
+
+// Shutdown stops serving (waiting for requests in progress until ctx is
+// done), then closes the switch, the ports and the store. Every operation
+// that returned was committed; nothing else is lost.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	first := d.stopServing(ctx)
 	if err := d.closeData(); err != nil && first == nil {
 		first = err
 	}

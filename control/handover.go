@@ -55,21 +55,7 @@ func (s *Service) PersistDevices(on bool) (int, error) {
 // The next roamd on the same state directory reattaches to the devices and
 // imports the flows before it reads a frame (see StartDaemon).
 func (d *Daemon) Handover(ctx context.Context) error {
-	var first error
-	if d.srv != nil {
-		if err := d.srv.Shutdown(ctx); err != nil {
-			first = err
-		}
-	}
-	if d.ln != nil {
-		d.ln.Close()
-		os.Remove(d.cfg.Socket)
-	}
-	if d.msrv != nil {
-		d.msrv.Shutdown(ctx)
-	}
-	close(d.stop)
-	d.stopped.Wait()
+	first := d.stopServing(ctx)
 	kept, err := d.Service.PersistDevices(true)
 	if err != nil {
 		d.log.Warn("some devices could not be made persistent: their guests lose their addresses", "err", err)

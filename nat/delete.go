@@ -13,46 +13,14 @@ func (f *flow) record() FlowRecord {
 // must not call the table. The control plane uses it to apply a record's
 // flow policy when its security groups or public IPs change.
 func (t *Table) DeleteFunc(pred func(r *FlowRecord) bool, removed func(r *FlowRecord)) int {
-	n := 0
-	var refs []uint32
-	for i := range t.shards {
-		s := &t.shards[i]
-		refs = refs[:0]
-		s.mu.Lock()
-		for idx := uint32(1); idx < s.next; idx++ {
-			ref := s.id<<refShardShift | idx
-			if f := s.flow(ref); f.expires != 0 {
-				r := f.record()
-				if pred(&r) {
-					refs = append(refs, ref)
-				}
-			}
-		}
-		s.mu.Unlock()
-		for _, ref := range refs {
-			s.mu.Lock()
-			f := s.flow(ref)
-			if f.expires == 0 {
-				s.mu.Unlock()
-				continue
-			}
-			tu := f.t
-			hr := tu[Reply].hash(t.seed)
-			z := t.shardOf(hr)
-			s.mu.Unlock()
-			lockPair(s, z)
-			r := f.record()
-			ok := f.expires != 0 && f.t == tu && pred(&r)
-			if ok {
-				t.deleteLocked(s, z, ref, tu[Orig].hash(t.seed), hr)
-				t.Counters.Deleted.Add(1)
-				n++
-			}
-			unlockPair(s, z)
-			if ok && removed != nil {
-				removed(&r)
-			}
-		}
+	var r FlowRecord
+	match := func(f *flow) bool {
+		r = f.record()
+		return pred(&r)
 	}
-	return n
+	var gone func(*flow)
+	if removed != nil {
+		gone = func(*flow) { removed(&r) } // r: the record match made under the same locks
+	}
+	return t.deleteWhere(match, gone)
 }

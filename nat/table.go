@@ -844,8 +844,9 @@ func (t *Table) expireShard(s *shard, now uint32, max *int, scan int) int {
 }
 
 // deleteWhere removes every flow for which pred (called with the owner
-// shard locked) is true, and returns how many.
-func (t *Table) deleteWhere(pred func(f *flow) bool) int {
+// shard locked) is true, calls removed (when not nil) after each removal,
+// once the locks are released, and returns how many it removed.
+func (t *Table) deleteWhere(pred func(f *flow) bool, removed func(f *flow)) int {
 	n := 0
 	var refs []uint32
 	for i := range t.shards {
@@ -871,12 +872,16 @@ func (t *Table) deleteWhere(pred func(f *flow) bool) int {
 			z := t.shardOf(hr)
 			s.mu.Unlock()
 			lockPair(s, z)
-			if f.expires != 0 && f.t == tu && pred(f) {
+			ok := f.expires != 0 && f.t == tu && pred(f)
+			if ok {
 				t.deleteLocked(s, z, ref, tu[Orig].hash(t.seed), hr)
 				t.Counters.Deleted.Add(1)
 				n++
 			}
 			unlockPair(s, z)
+			if ok && removed != nil {
+				removed(f)
+			}
 		}
 	}
 	return n
@@ -885,7 +890,7 @@ func (t *Table) deleteWhere(pred func(f *flow) bool) int {
 // Flush removes every flow charged to owner (0: every flow) and returns how
 // many it removed.
 func (t *Table) Flush(owner uint32) int {
-	return t.deleteWhere(func(f *flow) bool { return owner == 0 || f.owner == owner })
+	return t.deleteWhere(func(f *flow) bool { return owner == 0 || f.owner == owner }, nil)
 }
 
 // FlowInfo describes one tracked flow for listing.
