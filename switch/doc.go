@@ -49,6 +49,11 @@
 //     uplink) has its TTL decremented and the gateway MAC as source. TTL
 //     expiry is answered with ICMP time exceeded, DF packets over the next
 //     hop's MTU with fragmentation needed.
+//   - After a reassign, the port the record left may, for DrainGrace
+//     (500 ms), still send frames of the record's established flows: what
+//     the old VM had in flight at the swap is not lost. Nothing is
+//     delivered to that port after the swap and no new flow can start from
+//     it; a port that gets another record stops draining at once.
 //   - A record with several attachments has each flow pinned to one of
 //     them by rendezvous hashing of the flow: adding or removing an
 //     attachment moves only the flows of the one removed.
