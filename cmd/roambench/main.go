@@ -28,7 +28,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Usage:     "replay captures through roam's data path; generate captures",
 		Writer:    stdout,
 		ErrWriter: stderr,
-		Commands:  []*cli.Command{replayCommand(), genCommand()},
+		Commands:  []*cli.Command{replayCommand(), genCommand(), e2eCommand()},
 		// Errors are printed once, by main.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
