@@ -27,12 +27,12 @@ func nsHandle(ns string) (netns.NsHandle, error) {
 	return h, nil
 }
 
-// inNetns runs fn on an OS thread switched into the namespace ns ("" runs fn
+// InNetns runs fn on an OS thread switched into the namespace ns ("" runs fn
 // where we are). File descriptors fn opens (TAP queues, sockets) stay in that
 // namespace for their whole life, whichever thread uses them later. fn runs
 // on a fresh goroutine so that a thread whose namespace could not be
 // restored is thrown away instead of being reused.
-func inNetns(ns string, fn func() error) error {
+func InNetns(ns string, fn func() error) error {
 	if ns == "" {
 		return fn()
 	}

@@ -87,7 +87,7 @@ func openNetdevSpec(s Spec, opts Options) (*Netdev, error) {
 		p.hdr = vnetHdrLen
 	}
 	var fd int
-	err := inNetns(s.Netns, func() error {
+	err := InNetns(s.Netns, func() error {
 		var err error
 		fd, p.ifindex, err = packetSocket(s.IfName, p.vnet)
 		return err

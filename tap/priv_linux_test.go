@@ -72,7 +72,7 @@ func newNetns(t testing.TB) string {
 // inNS runs fn in namespace ns; sockets it opens stay there.
 func inNS(t testing.TB, ns string, fn func() error) {
 	t.Helper()
-	if err := inNetns(ns, fn); err != nil {
+	if err := InNetns(ns, fn); err != nil {
 		t.Fatal(err)
 	}
 }

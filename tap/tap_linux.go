@@ -96,7 +96,7 @@ func openDevice(s Spec, opts Options) (*Device, error) {
 		flags |= unix.IFF_MULTI_QUEUE
 	}
 	var fds []int
-	err := inNetns(s.Netns, func() error {
+	err := InNetns(s.Netns, func() error {
 		// A socket in the device's namespace answers LinkUp's ioctl.
 		ctl, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {

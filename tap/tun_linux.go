@@ -80,7 +80,7 @@ func openTUNSpec(s Spec, opts Options) (*TUN, error) {
 	t := &TUN{name: s.String(), spec: s}
 	// The package's netlink listener socket is created here too, so it
 	// watches the right namespace.
-	err := inNetns(s.Netns, func() error {
+	err := InNetns(s.Netns, func() error {
 		var err error
 		t.dev, err = wgtun.CreateTUN(s.IfName, mtu)
 		return err

@@ -1,50 +1,17 @@
 package world
 
 import (
-	"errors"
-	"fmt"
 	"net"
-	"runtime"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"roam/tap"
 )
 
-// InNetns runs fn on an OS thread switched into the named namespace.
-// Sockets fn opens stay in that namespace for their whole life. fn runs on
-// a fresh goroutine so that a thread whose namespace could not be restored
-// dies with it instead of being reused.
-func InNetns(name string, fn func() error) error {
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("netns %s: %w", name, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("netns: get current: %w", err)
-			return // the thread stays locked and ends with the goroutine
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns %s: enter: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("netns: restore: %w", err))
-			return // the thread stays locked and ends with the goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// InNetns runs fn on an OS thread switched into the named namespace
+// (tap.InNetns): sockets fn opens stay in that namespace for their life.
+func InNetns(name string, fn func() error) error { return tap.InNetns(name, fn) }
 
 // InNS runs fn in the World's namespace short.
 func (w *World) InNS(short string, fn func() error) error { return InNetns(w.NS(short), fn) }
