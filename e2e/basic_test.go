@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"roam/e2e/world"
+	"roam/internal/netlab"
 )
 
 // lan is a world of three VMs: vma and vmb in subnet A, vmc in subnet B,
@@ -17,7 +17,7 @@ import (
 // "allow" (TCP 8080, UDP 9000 and ICMP from 10.0.0.0/8); vma's has no
 // group (all egress, no ingress).
 type lan struct {
-	w     *world.World
+	w     *netlab.Lab
 	sub   map[string]string // "A", "B" -> subnet id
 	allow string            // group id
 	eni   map[string]string // vm -> record id
@@ -31,7 +31,7 @@ func newLAN(t *testing.T) *lan {
 	l := &lan{w: w, sub: map[string]string{}, eni: map[string]string{},
 		ip: map[string]string{"vma": "10.0.0.10", "vmb": "10.0.0.11", "vmc": "10.1.0.12"}}
 	var err error
-	for name, cidr := range map[string]string{"A": world.SubnetA, "B": world.SubnetB} {
+	for name, cidr := range map[string]string{"A": netlab.SubnetA, "B": netlab.SubnetB} {
 		l.sub[name], err = w.CtlID("subnet", "create", cidr)
 		must(t, err)
 	}
@@ -43,9 +43,9 @@ func newLAN(t *testing.T) *lan {
 	}
 	for _, vm := range []string{"vma", "vmb", "vmc"} {
 		must(t, w.AddVM(vm))
-		sub, gw := l.sub["A"], world.GatewayA
+		sub, gw := l.sub["A"], netlab.GatewayA
 		if vm == "vmc" {
-			sub, gw = l.sub["B"], world.GatewayB
+			sub, gw = l.sub["B"], netlab.GatewayB
 		}
 		args := []string{"eni", "create", "--subnet", sub, "--private-ip", l.ip[vm]}
 		if vm != "vma" {
@@ -61,23 +61,23 @@ func newLAN(t *testing.T) *lan {
 }
 
 // echoTCP starts a TCP echo on vm's IP and port, closed with t.
-func (l *lan) echoTCP(t *testing.T, vm string, port int) *world.TCPEcho {
+func (l *lan) echoTCP(t *testing.T, vm string, port int) *netlab.TCPEcho {
 	t.Helper()
 	ln, err := l.w.ListenTCP(vm, fmt.Sprintf("%s:%d", l.ip[vm], port))
 	must(t, err)
-	e := world.ServeTCPEcho(ln)
+	e := netlab.ServeTCPEcho(ln)
 	t.Cleanup(e.Close)
 	return e
 }
 
 // dial connects from vm to addr and checks an echo round trip.
-func dialEcho(w *world.World, vm, addr string) (net.Addr, error) {
+func dialEcho(w *netlab.Lab, vm, addr string) (net.Addr, error) {
 	c, err := w.DialTCP(vm, addr, 3*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	return c.LocalAddr(), world.RoundTrip(c, "hello from "+vm)
+	return c.LocalAddr(), netlab.RoundTrip(c, "hello from "+vm)
 }
 
 // TestPrivilegedGatewayAndVMToVM: every guest pings its gateway; vmA
@@ -85,7 +85,7 @@ func dialEcho(w *world.World, vm, addr string) (net.Addr, error) {
 // each sees vmA's own address: inside, roam routes without NAT.
 func TestPrivilegedGatewayAndVMToVM(t *testing.T) {
 	l := newLAN(t)
-	for vm, gw := range map[string]string{"vma": world.GatewayA, "vmb": world.GatewayA, "vmc": world.GatewayB} {
+	for vm, gw := range map[string]string{"vma": netlab.GatewayA, "vmb": netlab.GatewayA, "vmc": netlab.GatewayB} {
 		if err := l.w.Ping(vm, gw); err != nil {
 			t.Errorf("%s pings its gateway %s: %v", vm, gw, err)
 		}
@@ -158,7 +158,7 @@ func TestPrivilegedSourceDestCheck(t *testing.T) {
 	l := newLAN(t)
 	w := l.w
 	const spoofed = "10.0.0.99"
-	_, err := w.Run("vma", "ip", "addr", "add", spoofed+"/32", "dev", world.Dev)
+	_, err := w.Run("vma", "ip", "addr", "add", spoofed+"/32", "dev", netlab.Dev)
 	must(t, err)
 	c, err := w.ListenUDP("vmb", l.ip["vmb"]+":9000")
 	must(t, err)
@@ -215,25 +215,25 @@ func TestPrivilegedSourceDestCheck(t *testing.T) {
 // connections leave from its public IP.
 func TestPrivilegedInboundOneToOne(t *testing.T) {
 	w := newWorld(t)
-	p, err := w.SetupPair(world.PairOptions{})
+	p, err := w.SetupPair(netlab.PairOptions{})
 	must(t, err)
 	ln, err := w.ListenTCP("vma", p.IP+":8080")
 	must(t, err)
-	e := world.ServeTCPEcho(ln)
+	e := netlab.ServeTCPEcho(ln)
 	defer e.Close()
-	local, err := dialEcho(w, "pub", world.EIPAddr(8080))
+	local, err := dialEcho(w, "pub", netlab.EIPAddr(8080))
 	must(t, err)
 	if peers := e.Peers(); len(peers) != 1 || peers[0] != local.String() {
 		t.Errorf("vmA saw %v, want the client %v", peers, local)
 	}
-	out, err := w.ListenTCP("pub", world.PubIP+":8081")
+	out, err := w.ListenTCP("pub", netlab.PubIP+":8081")
 	must(t, err)
-	pe := world.ServeTCPEcho(out)
+	pe := netlab.ServeTCPEcho(out)
 	defer pe.Close()
-	_, err = dialEcho(w, "vma", world.PubIP+":8081")
+	_, err = dialEcho(w, "vma", netlab.PubIP+":8081")
 	must(t, err)
-	if peers := pe.Peers(); len(peers) != 1 || !strings.HasPrefix(peers[0], world.EIP+":") {
-		t.Errorf("the outside saw vmA as %v, want its public IP %s", peers, world.EIP)
+	if peers := pe.Peers(); len(peers) != 1 || !strings.HasPrefix(peers[0], netlab.EIP+":") {
+		t.Errorf("the outside saw vmA as %v, want its public IP %s", peers, netlab.EIP)
 	}
 }
 
@@ -243,27 +243,27 @@ func TestPrivilegedInboundOneToOne(t *testing.T) {
 // reaches vmA's public IP from inside (hairpin).
 func TestPrivilegedOutboundPATAndHairpin(t *testing.T) {
 	w := newWorld(t)
-	p, err := w.SetupPair(world.PairOptions{})
+	p, err := w.SetupPair(netlab.PairOptions{})
 	must(t, err)
 	// vmB gets a record of its own, with no public IP.
-	var own world.ENI
+	var own netlab.ENI
 	must(t, w.CtlInto(&own, "eni", "create", "--subnet", p.Subnet))
 	_, err = w.Ctl("eni", "attach", own.ID, "--instance", "vmb")
 	must(t, err)
-	_, err = w.Run("vmb", "ip", "addr", "flush", "dev", world.Dev)
+	_, err = w.Run("vmb", "ip", "addr", "flush", "dev", netlab.Dev)
 	must(t, err)
-	must(t, w.ConfigureGuest("vmb", own.PrivateIP+"/24", world.GatewayA))
+	must(t, w.ConfigureGuest("vmb", own.PrivateIP+"/24", netlab.GatewayA))
 
-	out, err := w.ListenTCP("pub", world.PubIP+":8081")
+	out, err := w.ListenTCP("pub", netlab.PubIP+":8081")
 	must(t, err)
-	pe := world.ServeTCPEcho(out)
+	pe := netlab.ServeTCPEcho(out)
 	defer pe.Close()
-	_, err = dialEcho(w, "vmb", world.PubIP+":8081")
+	_, err = dialEcho(w, "vmb", netlab.PubIP+":8081")
 	must(t, err)
-	if peers := pe.Peers(); len(peers) != 1 || !strings.HasPrefix(peers[0], world.PublicGW+":") {
-		t.Errorf("the outside saw vmB as %v, want roam's address %s (PAT)", peers, world.PublicGW)
+	if peers := pe.Peers(); len(peers) != 1 || !strings.HasPrefix(peers[0], netlab.PublicGW+":") {
+		t.Errorf("the outside saw vmB as %v, want roam's address %s (PAT)", peers, netlab.PublicGW)
 	}
-	if err := w.Ping("vmb", world.PubIP); err != nil {
+	if err := w.Ping("vmb", netlab.PubIP); err != nil {
 		t.Errorf("ping through PAT: %v", err)
 	}
 	flows, err := w.Flows(own.ID)
@@ -275,10 +275,10 @@ func TestPrivilegedOutboundPATAndHairpin(t *testing.T) {
 	// Hairpin: vmB to vmA's public IP.
 	ln, err := w.ListenTCP("vma", p.IP+":8080")
 	must(t, err)
-	e := world.ServeTCPEcho(ln)
+	e := netlab.ServeTCPEcho(ln)
 	defer e.Close()
-	if _, err := dialEcho(w, "vmb", world.EIPAddr(8080)); err != nil {
-		t.Fatalf("hairpin: vmB -> %s: %v", world.EIPAddr(8080), err)
+	if _, err := dialEcho(w, "vmb", netlab.EIPAddr(8080)); err != nil {
+		t.Fatalf("hairpin: vmB -> %s: %v", netlab.EIPAddr(8080), err)
 	}
 	t.Logf("hairpin: vmA saw vmB as %v", e.Peers())
 }
@@ -312,9 +312,9 @@ ip link set far0 mtu 1280 up`))
 ip addr add 192.0.2.2/24 dev eth0
 ip link set eth0 mtu 1280 up
 ip route add default via 192.0.2.1`))
-	open, err := w.ListenUDP("pub", world.PubIP+":7001")
+	open, err := w.ListenUDP("pub", netlab.PubIP+":7001")
 	must(t, err)
-	echo := world.ServeUDPEcho(open, 'P')
+	echo := netlab.ServeUDPEcho(open, 'P')
 	defer echo.Close()
 
 	// Port unreachable.
@@ -334,8 +334,8 @@ ip route add default via 192.0.2.1`))
 		_, err := c.Read(make([]byte, 100))
 		return err
 	}
-	closedA, closedC := dial("vma", world.PubIP+":7", 40000), dial("vmc", world.PubIP+":7", 40000)
-	openB := dial("vmb", world.PubIP+":7001", 40000)
+	closedA, closedC := dial("vma", netlab.PubIP+":7", 40000), dial("vmc", netlab.PubIP+":7", 40000)
+	openB := dial("vmb", netlab.PubIP+":7001", 40000)
 	for _, c := range []*net.UDPConn{closedA, closedC, openB} {
 		_, err := c.Write(make([]byte, 9))
 		must(t, err)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"roam/e2e/world"
+	"roam/internal/netlab"
 )
 
 // udhcpcScript is what busybox udhcpc runs at each event: it records the
@@ -43,12 +43,12 @@ func udhcpc(t *testing.T) string {
 // runUDHCPC runs udhcpc on eth0 of namespace short until it holds a lease
 // (or gives up after tries discovers a second apart) and returns the
 // events its script saw and how long it took.
-func runUDHCPC(t *testing.T, w *world.World, bb, short string, tries int) (events []string, took time.Duration, err error) {
+func runUDHCPC(t *testing.T, w *netlab.Lab, bb, short string, tries int) (events []string, took time.Duration, err error) {
 	t.Helper()
 	out := filepath.Join(w.Dir, short+"-udhcpc.events")
 	script := filepath.Join(w.Dir, short+"-udhcpc.sh")
 	must(t, os.WriteFile(script, []byte(fmt.Sprintf(udhcpcScript, out)), 0o755))
-	argv := []string{"udhcpc", "-f", "-q", "-n", "-i", world.Dev, "-t", fmt.Sprint(tries), "-T", "1", "-A", "1", "-O", "mtu", "-O", "dns", "-s", script}
+	argv := []string{"udhcpc", "-f", "-q", "-n", "-i", netlab.Dev, "-t", fmt.Sprint(tries), "-T", "1", "-A", "1", "-O", "mtu", "-O", "dns", "-s", script}
 	if !strings.HasSuffix(bb, "busybox") {
 		argv = argv[1:]
 	}
@@ -67,11 +67,11 @@ func TestPrivilegedDHCPLease(t *testing.T) {
 	bb := udhcpc(t)
 	w := newWorld(t)
 	must(t, w.StartPublic())
-	subnet, err := w.CtlID("subnet", "create", world.SubnetA, "--mtu", "1400", "--dns", "192.0.2.53")
+	subnet, err := w.CtlID("subnet", "create", netlab.SubnetA, "--mtu", "1400", "--dns", "192.0.2.53")
 	must(t, err)
 	must(t, w.AddVM("vma"))
 	must(t, w.AddVM("bare")) // a port with no record attached
-	var eni world.ENI
+	var eni netlab.ENI
 	must(t, w.CtlInto(&eni, "eni", "create", "--subnet", subnet))
 	_, err = w.Ctl("eni", "attach", eni.ID, "--instance", "vma")
 	must(t, err)
@@ -90,19 +90,19 @@ func TestPrivilegedDHCPLease(t *testing.T) {
 	if bound == "" {
 		t.Fatalf("udhcpc got no lease: events %q", events)
 	}
-	for _, want := range []string{"ip=" + eni.PrivateIP + " ", "subnet=255.255.255.0 ", "router=" + world.GatewayA + " ",
-		"mtu=1400 ", "dns=192.0.2.53 ", "serverid=" + world.GatewayA + " ", "lease=3600"} {
+	for _, want := range []string{"ip=" + eni.PrivateIP + " ", "subnet=255.255.255.0 ", "router=" + netlab.GatewayA + " ",
+		"mtu=1400 ", "dns=192.0.2.53 ", "serverid=" + netlab.GatewayA + " ", "lease=3600"} {
 		if !strings.Contains(bound+" ", want) {
 			t.Errorf("lease %q: want %q", bound, want)
 		}
 	}
-	addrs, err := w.Run("vma", "ip", "-4", "-o", "addr", "show", "dev", world.Dev)
+	addrs, err := w.Run("vma", "ip", "-4", "-o", "addr", "show", "dev", netlab.Dev)
 	must(t, err)
 	if !strings.Contains(addrs, eni.PrivateIP+"/24") {
 		t.Errorf("vma's eth0 after the lease: %q, want %s/24", addrs, eni.PrivateIP)
 	}
 	// Ping to the gateway, with the address the guest got by itself.
-	if err := w.Ping("vma", world.GatewayA); err != nil {
+	if err := w.Ping("vma", netlab.GatewayA); err != nil {
 		t.Errorf("ping the gateway from the DHCP-configured guest: %v", err)
 	}
 

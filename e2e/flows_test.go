@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"roam/e2e/world"
+	"roam/internal/netlab"
 )
 
 // TestPrivilegedReassignTenThousandFlows: 10,000 UDP flows from the
@@ -26,7 +26,7 @@ func TestPrivilegedReassignTenThousandFlows(t *testing.T) {
 		basePort = 20000
 	)
 	w := newWorld(t)
-	p, err := w.SetupPair(world.PairOptions{Ingress: [][]string{
+	p, err := w.SetupPair(netlab.PairOptions{Ingress: [][]string{
 		{"--protocol", "udp", "--port", fmt.Sprintf("%d-%d", basePort, basePort+ports-1)},
 	}})
 	must(t, err)
@@ -34,17 +34,17 @@ func TestPrivilegedReassignTenThousandFlows(t *testing.T) {
 		for i := 0; i < ports; i++ {
 			c, err := w.ListenUDP(vm, fmt.Sprintf("%s:%d", p.IP, basePort+i))
 			must(t, err)
-			e := world.ServeUDPEcho(c, tag)
+			e := netlab.ServeUDPEcho(c, tag)
 			t.Cleanup(e.Close)
 		}
 	}
 	socks := make([]*net.UDPConn, clients)
 	for i := range socks {
-		socks[i], err = w.ListenUDP("pub", world.PubIP+":0")
+		socks[i], err = w.ListenUDP("pub", netlab.PubIP+":0")
 		must(t, err)
 		defer socks[i].Close()
 	}
-	eip := netip.MustParseAddr(world.EIP)
+	eip := netip.MustParseAddr(netlab.EIP)
 
 	// round sends one datagram on every flow until each is answered (at
 	// most 5 tries) and checks every answer: from the public IP and port
@@ -121,7 +121,7 @@ func TestPrivilegedReassignTenThousandFlows(t *testing.T) {
 		must(t, err)
 		m := map[string]string{}
 		for _, f := range flows {
-			if f.Proto == "udp" && strings.HasPrefix(f.OrigDst, world.EIP+":") {
+			if f.Proto == "udp" && strings.HasPrefix(f.OrigDst, netlab.EIP+":") {
 				m[f.OrigSrc+" > "+f.OrigDst] = f.ReplySrc + " > " + f.ReplyDst
 			}
 		}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"roam/e2e/world"
+	"roam/internal/netlab"
 )
 
 // bins are roamd and roamctl built from this tree by TestMain; skip says
@@ -39,7 +39,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		if roamd, roamctl, err = world.Build(dir); err != nil {
+		if roamd, roamctl, err = netlab.Build(dir); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
 			return 1
 		}
@@ -49,12 +49,12 @@ func run(m *testing.M) int {
 
 // newWorld returns an empty World that t's cleanup closes, keeping the
 // temp dir and printing roamd's log when t failed.
-func newWorld(t *testing.T) *world.World {
+func newWorld(t *testing.T) *netlab.Lab {
 	t.Helper()
 	if skip != "" {
 		t.Skip(skip)
 	}
-	w, err := world.New(world.Config{Roamd: roamd, Roamctl: roamctl})
+	w, err := netlab.New(netlab.Config{Roamd: roamd, Roamctl: roamctl})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"roam/e2e/world"
+	"roam/internal/netlab"
 )
 
 // TestPrivilegedReassignUnderLoad: a UDP stream with sequence numbers from
@@ -27,19 +27,19 @@ func TestPrivilegedReassignUnderLoad(t *testing.T) {
 		after  = 1500 * time.Millisecond
 	)
 	w := newWorld(t)
-	p, err := w.SetupPair(world.PairOptions{})
+	p, err := w.SetupPair(netlab.PairOptions{})
 	must(t, err)
-	echo := map[string]*world.UDPEcho{}
+	echo := map[string]*netlab.UDPEcho{}
 	for vm, tag := range map[string]byte{"vma": 'A', "vmb": 'B'} {
 		c, err := w.ListenUDP(vm, fmt.Sprintf("%s:%d", p.IP, port))
 		must(t, err)
-		echo[vm] = world.ServeUDPEcho(c, tag)
+		echo[vm] = netlab.ServeUDPEcho(c, tag)
 		t.Cleanup(echo[vm].Close)
 	}
-	c, err := w.DialUDP("pub", world.EIPAddr(port))
+	c, err := w.DialUDP("pub", netlab.EIPAddr(port))
 	must(t, err)
 	kBefore, rBefore := drops(t, w)
-	stream := world.StartUDPStream(c, rate, 64)
+	stream := netlab.StartUDPStream(c, rate, 64)
 	time.Sleep(before)
 	atStart := stream.Sent()
 	t0 := time.Now()
@@ -127,7 +127,7 @@ func TestPrivilegedReassignUnderLoad(t *testing.T) {
 
 // drops returns the kernel's drop counters of every namespace of w and
 // roam's drop counters by reason.
-func drops(t *testing.T, w *world.World) (kernel, roam map[string]uint64) {
+func drops(t *testing.T, w *netlab.Lab) (kernel, roam map[string]uint64) {
 	t.Helper()
 	kernel = map[string]uint64{}
 	for _, ns := range []string{"pub", "vma", "vmb"} {
@@ -175,7 +175,7 @@ func TestPrivilegedTCPSurvivesReassign(t *testing.T) {
 		up   = int64(1) << 40 // pattern offset of the client's uploads
 	)
 	w := newWorld(t)
-	p, err := w.SetupPair(world.PairOptions{})
+	p, err := w.SetupPair(netlab.PairOptions{})
 	must(t, err)
 	l, err := w.ListenTCP("vma", fmt.Sprintf("%s:%d", p.IP, port))
 	must(t, err)
@@ -189,7 +189,7 @@ func TestPrivilegedTCPSurvivesReassign(t *testing.T) {
 		}
 		accepted <- c
 	}()
-	client, err := w.DialTCP("pub", world.EIPAddr(port), 5*time.Second)
+	client, err := w.DialTCP("pub", netlab.EIPAddr(port), 5*time.Second)
 	must(t, err)
 	defer client.Close()
 	var server *net.TCPConn
@@ -205,23 +205,23 @@ func TestPrivilegedTCPSurvivesReassign(t *testing.T) {
 		t.Errorf("vmA sees the client as %s, want %s (1:1 NAT keeps the source)", got, want)
 	}
 	// Before: the client uploads, vmA checks.
-	must(t, world.WritePattern(client, up, msg))
+	must(t, netlab.WritePattern(client, up, msg))
 	server.SetReadDeadline(time.Now().Add(10 * time.Second))
-	must(t, world.ReadPattern(server, up, msg))
+	must(t, netlab.ReadPattern(server, up, msg))
 
-	sender := world.StartSender(server, rate)
-	recv := world.StartReceiver(client)
+	sender := netlab.StartSender(server, rate)
+	recv := netlab.StartReceiver(client)
 	defer recv.Close()
 	waitBytes(t, recv, 1<<20)
 	// The client stops reading for a moment so that the connection is
 	// moved with bytes in flight and bytes not yet sent in its queue.
 	recv.Pause()
 	time.Sleep(100 * time.Millisecond)
-	var st *world.TCPState
+	var st *netlab.TCPState
 	movedAt := recv.Got()
 	t0 := time.Now()
 	err = sender.Move(func(old *net.TCPConn) (*net.TCPConn, error) {
-		nc, s, err := world.Migrate(old, w.NS("vmb"), func() error { return p.Reassign("vmb") })
+		nc, s, err := netlab.Migrate(old, w.NS("vmb"), func() error { return p.Reassign("vmb") })
 		st = s
 		return nc, err
 	})
@@ -244,10 +244,10 @@ func TestPrivilegedTCPSurvivesReassign(t *testing.T) {
 		diagnose("download after the move", err)
 	}
 	// After: the client uploads again; the connection, now in vmB, checks.
-	must(t, world.WritePattern(client, up+msg, msg))
+	must(t, netlab.WritePattern(client, up+msg, msg))
 	nc := sender.Conn()
 	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if err := world.ReadPattern(nc, up+msg, msg); err != nil {
+	if err := netlab.ReadPattern(nc, up+msg, msg); err != nil {
 		diagnose("upload after the move", err)
 	}
 	if err := sender.Stop(); err != nil {
@@ -275,7 +275,7 @@ func TestPrivilegedTCPSurvivesReassign(t *testing.T) {
 }
 
 // waitBytesErr waits (at most 20 s) for the receiver to have n bytes.
-func waitBytesErr(r *world.Receiver, n int64) error {
+func waitBytesErr(r *netlab.Receiver, n int64) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for r.Got() < n {
 		if err := r.Err(); err != nil {
@@ -290,7 +290,7 @@ func waitBytesErr(r *world.Receiver, n int64) error {
 }
 
 // waitBytes waits (at most 20 s) for the receiver to have n bytes.
-func waitBytes(t *testing.T, r *world.Receiver, n int64) {
+func waitBytes(t *testing.T, r *netlab.Receiver, n int64) {
 	t.Helper()
 	if err := waitBytesErr(r, n); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"roam/e2e/world"
+	"roam/internal/netlab"
 )
 
 func main() {
@@ -25,7 +25,7 @@ func run() error {
 	if exe, err := os.Executable(); err == nil {
 		dir = filepath.Dir(exe)
 	}
-	var cfg world.DemoConfig
+	var cfg netlab.DemoConfig
 	fs := flag.NewFlagSet("roamdemo", flag.ContinueOnError)
 	fs.StringVar(&cfg.Roamd, "roamd", filepath.Join(dir, "roamd"), "roamd binary")
 	fs.StringVar(&cfg.Roamctl, "roamctl", filepath.Join(dir, "roamctl"), "roamctl binary")
@@ -37,5 +37,5 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return world.Demo(ctx, os.Stdout, cfg)
+	return netlab.Demo(ctx, os.Stdout, cfg)
 }

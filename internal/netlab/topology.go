@@ -1,4 +1,4 @@
-package world
+package netlab
 
 import (
 	"fmt"
@@ -32,7 +32,7 @@ var GatewayMAC = vswitch.DefaultGatewayMAC.String()
 // in it (pub is also the upstream next hop), gives pub its address and
 // waits until pub reaches roam's public address (roam has then learned
 // pub's MAC, so no first packet waits on ARP).
-func (w *World) StartPublic(extra ...string) error {
+func (w *Lab) StartPublic(extra ...string) error {
 	if err := w.AddNS("pub"); err != nil {
 		return err
 	}
@@ -51,14 +51,14 @@ func (w *World) StartPublic(extra ...string) error {
 }
 
 // Sh runs a shell script in namespace short.
-func (w *World) Sh(short, script string) error {
+func (w *Lab) Sh(short, script string) error {
 	_, err := w.Run(short, "sh", "-ec", script)
 	return err
 }
 
 // WaitLink waits (at most 5 s) for a link to exist in namespace short: roamd
 // creates its TAP devices when it accepts the port.
-func (w *World) WaitLink(short, dev string) error {
+func (w *Lab) WaitLink(short, dev string) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		_, err := w.Run(short, "ip", "link", "show", dev)
@@ -74,20 +74,20 @@ func (w *World) WaitLink(short, dev string) error {
 
 // Ping sends pings from namespace short to dst until one is answered
 // (at most 20 tries, 5 s).
-func (w *World) Ping(short, dst string) error {
+func (w *Lab) Ping(short, dst string) error {
 	_, err := w.Run(short, "ping", "-c", "1", "-w", "5", "-i", "0.2", "-n", "-q", dst)
 	return err
 }
 
 // PingOnce sends one ping and waits at most 1 s for the answer.
-func (w *World) PingOnce(short, dst string) error {
+func (w *Lab) PingOnce(short, dst string) error {
 	_, err := w.Run(short, "ping", "-c", "1", "-W", "1", "-n", "-q", dst)
 	return err
 }
 
 // AddVM creates namespace short and a roam instance of the same name whose
 // port 0 is a TAP device eth0 that roam creates in that namespace.
-func (w *World) AddVM(short string) error {
+func (w *Lab) AddVM(short string) error {
 	if err := w.AddNS(short); err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func (w *World) AddVM(short string) error {
 // ConfigureGuest gives namespace short's eth0 the address ip/bits (as a
 // guest configured by hand), brings it up and routes everything through
 // gw, whose MAC (roam's) it pins so that no packet waits on ARP.
-func (w *World) ConfigureGuest(short, cidrAddr, gw string) error {
+func (w *Lab) ConfigureGuest(short, cidrAddr, gw string) error {
 	return w.Sh(short, fmt.Sprintf(`
 ip addr add %[1]s dev %[2]s
 ip link set %[2]s up
@@ -110,7 +110,7 @@ ip neigh replace %[3]s lladdr %[4]s dev %[2]s nud permanent
 }
 
 // LinkMAC returns the MAC of dev in namespace short.
-func (w *World) LinkMAC(short, dev string) (string, error) {
+func (w *Lab) LinkMAC(short, dev string) (string, error) {
 	out, err := w.Run(short, "cat", "/sys/class/net/"+dev+"/address")
 	return strings.TrimSpace(out), err
 }
@@ -152,7 +152,7 @@ type Stats struct {
 }
 
 // Flows returns `roamctl conntrack list [--eni ENI]`.
-func (w *World) Flows(eni string) ([]Flow, error) {
+func (w *Lab) Flows(eni string) ([]Flow, error) {
 	args := []string{"conntrack", "list"}
 	if eni != "" {
 		args = append(args, "--eni", eni)
@@ -163,7 +163,7 @@ func (w *World) Flows(eni string) ([]Flow, error) {
 }
 
 // Stats returns `roamctl stats [--eni ENI]`.
-func (w *World) Stats(eni string) (Stats, error) {
+func (w *Lab) Stats(eni string) (Stats, error) {
 	args := []string{"stats"}
 	if eni != "" {
 		args = append(args, "--eni", eni)
@@ -176,7 +176,7 @@ func (w *World) Stats(eni string) (Stats, error) {
 // Pair is the world of the reassign: pub outside, vmA holding a record
 // with a public IP, vmB holding the same IP as a standby.
 type Pair struct {
-	W        *World
+	W        *Lab
 	Subnet   string // subnet id
 	SG       string // security group id
 	ENI      ENI    // the record, as created
@@ -197,7 +197,7 @@ type PairOptions struct {
 // vma with a public IP (EIP), and both guests configured with the
 // record's IP (vmB as a standby that receives nothing until the record
 // moves to it).
-func (w *World) SetupPair(o PairOptions) (*Pair, error) {
+func (w *Lab) SetupPair(o PairOptions) (*Pair, error) {
 	p := &Pair{W: w}
 	if err := w.StartPublic(); err != nil {
 		return nil, err
@@ -263,7 +263,7 @@ func EIPAddr(port int) string {
 // (udp_InErrors counts them with other input errors) and frames dropped by
 // eth0 either way. Under CPU starvation these are the losses that are no
 // switch's doing.
-func (w *World) KernelDrops(short string) (map[string]uint64, error) {
+func (w *Lab) KernelDrops(short string) (map[string]uint64, error) {
 	snmp, err := w.Run(short, "cat", "/proc/net/snmp")
 	if err != nil {
 		return nil, err

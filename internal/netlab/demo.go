@@ -1,4 +1,4 @@
-package world
+package netlab
 
 import (
 	"context"
@@ -292,7 +292,7 @@ type idleFlows struct {
 	dst   *net.UDPAddr
 }
 
-func openIdleFlows(w *World, n, port int) (*idleFlows, error) {
+func openIdleFlows(w *Lab, n, port int) (*idleFlows, error) {
 	f := &idleFlows{dst: &net.UDPAddr{IP: net.ParseIP(EIP), Port: port}}
 	for range n {
 		c, err := w.ListenUDP("pub", PubIP+":0")
@@ -356,7 +356,7 @@ func (f *idleFlows) close() {
 	}
 }
 
-// roamctlOnly returns a writer for World.Trace that shows the roamctl
+// roamctlOnly returns a writer for Lab.Trace that shows the roamctl
 // commands that change something, the ones a user would type to build
 // the world, and nothing else (the demo's own reads would flood it).
 func roamctlOnly(out io.Writer) io.Writer { return traceFilter{out} }

@@ -1,4 +1,4 @@
-package world
+package netlab
 
 import (
 	"net"
@@ -13,11 +13,11 @@ import (
 // (tap.InNetns): sockets fn opens stay in that namespace for their life.
 func InNetns(name string, fn func() error) error { return tap.InNetns(name, fn) }
 
-// InNS runs fn in the World's namespace short.
-func (w *World) InNS(short string, fn func() error) error { return InNetns(w.NS(short), fn) }
+// InNS runs fn in the Lab's namespace short.
+func (w *Lab) InNS(short string, fn func() error) error { return InNetns(w.NS(short), fn) }
 
 // ListenUDP opens a UDP socket bound to addr in namespace short.
-func (w *World) ListenUDP(short, addr string) (*net.UDPConn, error) {
+func (w *Lab) ListenUDP(short, addr string) (*net.UDPConn, error) {
 	var c *net.UDPConn
 	err := w.InNS(short, func() error {
 		a, err := net.ResolveUDPAddr("udp4", addr)
@@ -34,7 +34,7 @@ func (w *World) ListenUDP(short, addr string) (*net.UDPConn, error) {
 }
 
 // DialUDP opens a UDP socket in namespace short connected to raddr.
-func (w *World) DialUDP(short, raddr string) (*net.UDPConn, error) {
+func (w *Lab) DialUDP(short, raddr string) (*net.UDPConn, error) {
 	var c *net.UDPConn
 	err := w.InNS(short, func() error {
 		a, err := net.ResolveUDPAddr("udp4", raddr)
@@ -66,7 +66,7 @@ func bigBuffers(c *net.UDPConn) {
 }
 
 // ListenTCP opens a TCP listener on addr in namespace short.
-func (w *World) ListenTCP(short, addr string) (*net.TCPListener, error) {
+func (w *Lab) ListenTCP(short, addr string) (*net.TCPListener, error) {
 	var l *net.TCPListener
 	err := w.InNS(short, func() error {
 		a, err := net.ResolveTCPAddr("tcp4", addr)
@@ -80,7 +80,7 @@ func (w *World) ListenTCP(short, addr string) (*net.TCPListener, error) {
 }
 
 // DialTCP connects from namespace short to raddr within timeout.
-func (w *World) DialTCP(short, raddr string, timeout time.Duration) (*net.TCPConn, error) {
+func (w *Lab) DialTCP(short, raddr string, timeout time.Duration) (*net.TCPConn, error) {
 	var c *net.TCPConn
 	err := w.InNS(short, func() error {
 		conn, err := net.DialTimeout("tcp4", raddr, timeout)

@@ -1,4 +1,4 @@
-package world
+package netlab
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ func ModuleRoot() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("world: roam's go.mod not found above the working directory")
+			return "", errors.New("netlab: roam's go.mod not found above the working directory")
 		}
 		dir = parent
 	}

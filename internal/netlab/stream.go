@@ -1,4 +1,4 @@
-package world
+package netlab
 
 import (
 	"encoding/binary"

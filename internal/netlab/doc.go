@@ -3,7 +3,7 @@
 // shared by the end-to-end tests (package e2e) and by `make demo`
 // (cmd/roamdemo).
 //
-// A World owns what it creates and nothing else: namespaces named with its
+// A Lab owns what it creates and nothing else: namespaces named with its
 // prefix (which carries the PID), one temp directory, and the processes it
 // started, which it stops by PID. Close undoes all of it and is safe to call
 // on a half-built world.
@@ -20,4 +20,4 @@
 // That is also how a TCP connection moves from vmA to vmB (Migrate): the
 // socket is frozen with TCP_REPAIR in vmA and recreated in vmB, the
 // technique of CRIU.
-package world
+package netlab

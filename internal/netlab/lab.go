@@ -1,4 +1,4 @@
-package world
+package netlab
 
 import (
 	"bytes"
@@ -18,21 +18,21 @@ import (
 	"time"
 )
 
-// Config says where the binaries are and how to name what a World creates.
+// Config says where the binaries are and how to name what a Lab creates.
 type Config struct {
 	Roamd   string // path of the roamd binary
 	Roamctl string // path of the roamctl binary
 	// Prefix starts every namespace name; it should carry the PID so that
 	// two runs never touch each other's namespaces. Empty: "rw<PID>-<N>-".
 	Prefix string
-	// Trace, when set, receives every command the World runs.
+	// Trace, when set, receives every command the Lab runs.
 	Trace io.Writer
 }
 
 var worlds atomic.Int64
 
-// World is a set of namespaces, one roamd and the roamctl that drives it.
-type World struct {
+// Lab is a set of namespaces, one roamd and the roamctl that drives it.
+type Lab struct {
 	cfg    Config
 	Dir    string // temp dir: roamd's state, socket and log
 	Socket string // roamd's control socket
@@ -43,7 +43,7 @@ type World struct {
 	roamd *Proc
 
 	// launch runs exec.Cmd.Start on one OS thread that lives as long as
-	// the World: children get SIGKILL (Pdeathsig) when that thread ends,
+	// the Lab: children get SIGKILL (Pdeathsig) when that thread ends,
 	// which is when this process ends, however it ends.
 	launch chan func()
 	done   chan struct{}
@@ -52,13 +52,13 @@ type World struct {
 
 // New makes the temp dir and the launcher thread. It checks that it runs as
 // root and that the binaries exist.
-func New(cfg Config) (*World, error) {
+func New(cfg Config) (*Lab, error) {
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
 	for _, b := range []string{cfg.Roamd, cfg.Roamctl} {
 		if _, err := os.Stat(b); err != nil {
-			return nil, fmt.Errorf("world: binary: %w", err)
+			return nil, fmt.Errorf("netlab: binary: %w", err)
 		}
 	}
 	if cfg.Prefix == "" {
@@ -68,9 +68,9 @@ func New(cfg Config) (*World, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &World{cfg: cfg, Dir: dir, Socket: filepath.Join(dir, "roamd.sock"), launch: make(chan func()), done: make(chan struct{})}
+	w := &Lab{cfg: cfg, Dir: dir, Socket: filepath.Join(dir, "roamd.sock"), launch: make(chan func()), done: make(chan struct{})}
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the World
+		runtime.LockOSThread() // never unlocked: the thread ends with the Lab
 		for {
 			select {
 			case fn := <-w.launch:
@@ -84,16 +84,16 @@ func New(cfg Config) (*World, error) {
 }
 
 // ErrNotRoot is returned by New when the process is not root.
-var ErrNotRoot = errors.New("world: needs root (network namespaces, TAP devices, TCP_REPAIR)")
+var ErrNotRoot = errors.New("netlab: needs root (network namespaces, TAP devices, TCP_REPAIR)")
 
 // Prefix returns the namespace prefix.
-func (w *World) Prefix() string { return w.cfg.Prefix }
+func (w *Lab) Prefix() string { return w.cfg.Prefix }
 
 // NS returns the full name of the namespace called short ("pub", "vma").
-func (w *World) NS(short string) string { return w.cfg.Prefix + short }
+func (w *Lab) NS(short string) string { return w.cfg.Prefix + short }
 
 // AddNS creates namespace short with its loopback up.
-func (w *World) AddNS(short string) error {
+func (w *Lab) AddNS(short string) error {
 	name := w.NS(short)
 	if _, err := w.Run("", "ip", "netns", "add", name); err != nil {
 		return err
@@ -107,7 +107,7 @@ func (w *World) AddNS(short string) error {
 	return err
 }
 
-func (w *World) trace(format string, args ...any) {
+func (w *Lab) trace(format string, args ...any) {
 	if w.cfg.Trace != nil {
 		fmt.Fprintf(w.cfg.Trace, format+"\n", args...)
 	}
@@ -116,14 +116,14 @@ func (w *World) trace(format string, args ...any) {
 // Run runs a command to completion within 30 s, in namespace short ("" is
 // the root namespace), and returns its standard output; a failure carries
 // the command line and its standard error.
-func (w *World) Run(short string, name string, args ...string) (string, error) {
+func (w *Lab) Run(short string, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return w.RunCtx(ctx, short, name, args...)
 }
 
 // RunCtx is Run under ctx.
-func (w *World) RunCtx(ctx context.Context, short string, name string, args ...string) (string, error) {
+func (w *Lab) RunCtx(ctx context.Context, short string, name string, args ...string) (string, error) {
 	argv := w.argv(short, name, args)
 	w.trace("$ %s", strings.Join(argv, " "))
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
@@ -136,7 +136,7 @@ func (w *World) RunCtx(ctx context.Context, short string, name string, args ...s
 	return out.String(), nil
 }
 
-func (w *World) argv(short, name string, args []string) []string {
+func (w *Lab) argv(short, name string, args []string) []string {
 	argv := append([]string{name}, args...)
 	if short != "" {
 		argv = append([]string{"ip", "netns", "exec", w.NS(short)}, argv...)
@@ -155,9 +155,9 @@ type Proc struct {
 
 // Start starts name in namespace short in the background; its standard
 // output and error go to logFile when not empty.
-func (w *World) Start(short, logFile, name string, args ...string) (*Proc, error) {
+func (w *Lab) Start(short, logFile, name string, args ...string) (*Proc, error) {
 	if w.closed.Load() {
-		return nil, errors.New("world: closed")
+		return nil, errors.New("netlab: closed")
 	}
 	argv := w.argv(short, name, args)
 	w.trace("& %s", strings.Join(argv, " "))
@@ -176,7 +176,7 @@ func (w *World) Start(short, logFile, name string, args ...string) (*Proc, error
 	select {
 	case w.launch <- func() { errc <- p.cmd.Start() }:
 	case <-w.done:
-		return nil, errors.New("world: closed")
+		return nil, errors.New("netlab: closed")
 	}
 	if err := <-errc; err != nil {
 		if p.out != nil {
@@ -225,11 +225,11 @@ func (p *Proc) Stop() error {
 	return p.err
 }
 
-// Close stops every process the World started (newest first), deletes its
+// Close stops every process the Lab started (newest first), deletes its
 // namespaces and its temp dir (kept when keepDir, e.g. for roamd's log
 // after a failure), and ends the launcher thread. It returns the first
 // error met; it carries on after one.
-func (w *World) Close(keepDir bool) error {
+func (w *Lab) Close(keepDir bool) error {
 	if w.closed.Swap(true) {
 		return nil
 	}
@@ -256,21 +256,21 @@ func (w *World) Close(keepDir bool) error {
 }
 
 // RoamdLog returns what roamd wrote so far (its structured log).
-func (w *World) RoamdLog() string {
+func (w *Lab) RoamdLog() string {
 	b, _ := os.ReadFile(filepath.Join(w.Dir, "roamd.log"))
 	return string(b)
 }
 
 // Roamd returns the running roamd, or nil.
-func (w *World) Roamd() *Proc {
+func (w *Lab) Roamd() *Proc {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.roamd
 }
 
-// StartRoamd starts roamd with its state and socket in the World's dir
+// StartRoamd starts roamd with its state and socket in the Lab's dir
 // and the given flags (e.g. --uplink), and waits for its socket to answer.
-func (w *World) StartRoamd(flags ...string) error {
+func (w *Lab) StartRoamd(flags ...string) error {
 	args := append([]string{
 		"--state-dir", filepath.Join(w.Dir, "state"), "--socket", w.Socket,
 		"--socket-group", "", "--no-sync",
@@ -308,10 +308,10 @@ func (e *CtlError) Error() string {
 	return fmt.Sprintf("roamctl %s: %s: %s (%v)", strings.Join(e.Args, " "), e.Code, e.Message, e.Err)
 }
 
-// Ctl runs roamctl --output json with args against the World's roamd and
+// Ctl runs roamctl --output json with args against the Lab's roamd and
 // returns what it printed (the JSON object or list). A non-zero exit is a
 // *CtlError with the code and message roamctl printed.
-func (w *World) Ctl(args ...string) ([]byte, error) {
+func (w *Lab) Ctl(args ...string) ([]byte, error) {
 	full := append([]string{"--socket", w.Socket, "--output", "json"}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -335,7 +335,7 @@ func (w *World) Ctl(args ...string) ([]byte, error) {
 }
 
 // CtlInto runs Ctl and decodes its JSON into v.
-func (w *World) CtlInto(v any, args ...string) error {
+func (w *Lab) CtlInto(v any, args ...string) error {
 	out, err := w.Ctl(args...)
 	if err != nil {
 		return err
@@ -350,7 +350,7 @@ func (w *World) CtlInto(v any, args ...string) error {
 }
 
 // CtlID runs Ctl and returns the "id" of the object it printed.
-func (w *World) CtlID(args ...string) (string, error) {
+func (w *Lab) CtlID(args ...string) (string, error) {
 	var obj struct {
 		ID string `json:"id"`
 	}
