@@ -50,10 +50,12 @@ clean:
 
 # Side-by-side end-to-end benchmark, as root: roam, the Linux kernel (nftables
 # NAT) and Open vSwitch (userspace datapath) on the same namespaces; medians
-# of RUNS runs (default 3) to bench/results. See bench/e2e/README.md.
+# of RUNS runs (default 3) to bench/results. See bench/e2e/README.md. The
+# picture is drawn by bin/roame2e-plot, a module of its own (bench/e2e/plot)
+# so that gonum stays out of roam's go.mod.
 .PHONY: bench-e2e
 bench-e2e:
 	@bench/e2e/deps.sh
-	$(GO) build -o bin/ ./cmd/roamd ./cmd/roamctl
-	cd bench/e2e && $(GO) build -o ../../bin/roame2e ./cmd/roame2e
+	$(GO) build -o bin/ ./cmd/roamd ./cmd/roamctl ./bench/e2e/cmd/roame2e
+	cd bench/e2e/plot && $(GO) build -o ../../../bin/roame2e-plot .
 	bin/roame2e run --runs $(or $(RUNS),3) --roamd bin/roamd --roamctl bin/roamctl --out bench/results $(E2EFLAGS)

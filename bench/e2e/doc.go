@@ -23,10 +23,14 @@
 // of the reassign.
 //
 // Every namespace, daemon and helper process the benchmark creates is
-// recorded in an Env and removed on every exit path; nothing else is
-// touched. Traffic helpers are this package's Helper subcommands, run
-// inside a namespace with `ip netns exec`, each bounded by a duration.
+// recorded in an Env (a netlab.Lab) and removed on every exit path;
+// nothing else is touched. Traffic helpers are this package's Helper
+// subcommands, run inside a namespace with `ip netns exec`, each bounded
+// by a duration. The roam arm runs roamd and roamctl through netlab, and
+// the TCP connection moves with netlab's TCP_REPAIR code, as in the
+// end-to-end tests.
 //
-// The package lives in its own module (roam/bench/e2e) so that its
-// dependencies (gonum plot) stay out of roam's module.
+// The package is part of roam's module; only the picture is drawn by a
+// module of its own (bench/e2e/plot, binary roame2e-plot) so that gonum
+// stays out of roam's go.mod.
 package e2e

@@ -19,6 +19,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"roam/internal/netlab"
 )
 
 // Helper runs one traffic helper inside a namespace (the orchestrator starts
@@ -461,8 +463,9 @@ type TCPEchoResult struct {
 }
 
 // tcpEcho accepts one connection on port and echoes it. Commands on standard
-// input: "dump" puts the socket in repair mode and prints its TCPState as a
-// JSON line; "close" closes it (silently: it is in repair mode) and ends.
+// input: "dump" puts the socket in repair mode (netlab.Freeze) and prints
+// its netlab.TCPState as a JSON line; "close" closes it (silently: it is in
+// repair mode) and ends.
 func tcpEcho(port int, dur time.Duration) (*TCPEchoResult, error) {
 	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{Port: port})
 	if err != nil {
@@ -509,7 +512,7 @@ func tcpEcho(port int, dur time.Duration) (*TCPEchoResult, error) {
 			switch cmd {
 			case "dump":
 				frozen.Store(true)
-				st, err := DumpTCP(c)
+				st, err := netlab.Freeze(c)
 				if err != nil {
 					fmt.Println(`{"error":` + quote(err.Error()) + `}`)
 					continue
@@ -535,23 +538,39 @@ func quote(s string) string {
 	return string(b)
 }
 
-// tcpRestore reads a TCPState line on standard input, recreates the
-// connection on local, prints "restored" (or the error) and echoes on it.
+// tcpRestore reads a netlab.TCPState line on standard input and recreates
+// the connection on local in repair mode (netlab.Thaw: silent), prints
+// "thawed" (or the error), and on "resume" takes it out of repair mode,
+// prints "restored" and echoes on it. The orchestrator sends "resume" once
+// the gateway sends the connection here: a window probe sent before would
+// make the kernel arm create a second conntrack entry for the same public
+// tuple (SNAT'd to another port), which the client resets.
 func tcpRestore(local string, dur time.Duration) (*TCPEchoResult, error) {
 	addr, err := netip.ParseAddr(local)
 	if err != nil {
 		return nil, err
 	}
 	sc := bufio.NewScanner(os.Stdin)
-	sc.Buffer(make([]byte, 1<<20), 1<<22)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	if !sc.Scan() {
 		return nil, errors.New("tcprestore: no state on standard input")
 	}
-	var st TCPState
+	var st netlab.TCPState
 	if err := json.Unmarshal(sc.Bytes(), &st); err != nil {
 		return nil, err
 	}
-	c, err := RestoreTCP(&st, addr)
+	st.Local = netip.AddrPortFrom(addr, st.Local.Port())
+	th, err := netlab.Thaw("", &st)
+	if err != nil {
+		fmt.Println("error: " + err.Error())
+		return &TCPEchoResult{Error: err.Error()}, nil
+	}
+	fmt.Println("thawed")
+	if !sc.Scan() || sc.Text() != "resume" {
+		th.Abort()
+		return &TCPEchoResult{Error: "tcprestore: no resume"}, nil
+	}
+	c, err := th.Resume()
 	if err != nil {
 		fmt.Println("error: " + err.Error())
 		return &TCPEchoResult{Error: err.Error()}, nil

@@ -59,7 +59,7 @@ ip -n %[4]s addr add %[15]s/24 dev eth0
 ip -n %[4]s link set eth0 up
 ip -n %[4]s route add default via %[12]s
 `, rtr, pub, vma, vmb, macGwPub, macPub, macVMA, macVMB, macGwIn, pubGwIP, eipIP, gwInIP, pubClientIP, vmIP, vmBOwnIP)
-	if err := e.Sh(nil, script); err != nil {
+	if err := e.Sh("", script); err != nil {
 		return err
 	}
 	nft := fmt.Sprintf(`table ip rb {
@@ -75,13 +75,13 @@ ip -n %[4]s route add default via %[12]s
 	}
 }
 `, eipIP, vmIP, vmBOwnIP)
-	_, err := e.OutputCtxDefault(In("rtr"), nft, "nft", "-f", "-")
+	_, err := e.RunInput("rtr", nft, "nft", "-f", "-")
 	return err
 }
 
 func (kernelArm) Reassign(e *Env) error {
 	nft := fmt.Sprintf("flush chain ip rb pre\nadd rule ip rb pre ip daddr %s dnat to %s\n", eipIP, vmBOwnIP)
-	if _, err := e.OutputCtxDefault(In("rtr"), nft, "nft", "-f", "-"); err != nil {
+	if _, err := e.RunInput("rtr", nft, "nft", "-f", "-"); err != nil {
 		return err
 	}
 	// conntrack -D exits 1 when nothing matched; that is not a failure here.
@@ -89,8 +89,8 @@ func (kernelArm) Reassign(e *Env) error {
 	// address: an answer vmA had in flight when the first went would
 	// otherwise have created a new entry (SNAT to the public IP) whose
 	// reply direction keeps the client's flow on vmA.
-	e.Run(In("rtr"), "conntrack", "-D", "-d", eipIP)
-	e.Run(In("rtr"), "conntrack", "-D", "-s", vmIP)
+	e.Run("rtr", "conntrack", "-D", "-d", eipIP)
+	e.Run("rtr", "conntrack", "-D", "-s", vmIP)
 	return nil
 }
 

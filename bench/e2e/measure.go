@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"roam/internal/netlab"
 )
 
 // Durations of each measurement; Config can shorten them.
@@ -57,7 +59,7 @@ func (r *ArmResult) fail(what string, err error) {
 
 // helper starts roame2e's helper name in namespace ns.
 func (e *Env) helper(ns string, name string, args ...string) (*Proc, error) {
-	return e.Start(In(ns), "", e.Self, append([]string{"helper", name}, args...)...)
+	return e.Start(ns, "", e.Self, append([]string{"helper", name}, args...)...)
 }
 
 func decode[T any](out string, err error) (*T, error) {
@@ -65,7 +67,7 @@ func decode[T any](out string, err error) (*T, error) {
 		return nil, err
 	}
 	var v T
-	if err := json.Unmarshal([]byte(strings.TrimSpace(lastLine(out))), &v); err != nil {
+	if err := json.Unmarshal([]byte(strings.TrimSpace(netlab.LastLine(out))), &v); err != nil {
 		return nil, fmt.Errorf("helper output %q: %v", firstN(out, 200), err)
 	}
 	return &v, nil
@@ -81,7 +83,7 @@ func measureArm(e *Env, arm Arm, d Durations) *ArmResult {
 		r.fail("connectivity", err)
 		return r
 	}
-	iperfSrv, err := e.Start(In("vma"), "", "iperf3", "-s", "-p", strconv.Itoa(portIperf))
+	iperfSrv, err := e.Start("vma", "", "iperf3", "-s", "-p", strconv.Itoa(portIperf))
 	if err != nil {
 		r.fail("iperf3 server", err)
 		return r
@@ -101,14 +103,14 @@ func measureArm(e *Env, arm Arm, d Durations) *ArmResult {
 	}
 	// Latency under load: ping every 5 ms during a one-stream iperf3 run.
 	{
-		load, lerr := e.Start(In("pub"), "", "iperf3", "-c", eipIP, "-p", strconv.Itoa(portIperf), "-t",
+		load, lerr := e.Start("pub", "", "iperf3", "-c", eipIP, "-p", strconv.Itoa(portIperf), "-t",
 			strconv.Itoa(int(d.Ping.Seconds()+1)), "--connect-timeout", "2000")
 		if lerr != nil {
 			r.fail("ping load", lerr)
 		}
 		time.Sleep(500 * time.Millisecond)
 		count := int(d.Ping / (5 * time.Millisecond))
-		out, err := e.Output(In("pub"), "ping", "-n", "-i", "0.005", "-W", "1", "-c", strconv.Itoa(count), eipIP)
+		out, err := e.Run("pub", "ping", "-n", "-i", "0.005", "-W", "1", "-c", strconv.Itoa(count), eipIP)
 		p50, p99, loss, perr := pingStats(out)
 		if perr != nil {
 			r.fail("ping", fmt.Errorf("%v (%v)", perr, err))
@@ -126,7 +128,7 @@ func measureArm(e *Env, arm Arm, d Durations) *ArmResult {
 		r.fail("udp64", err)
 	} else {
 		time.Sleep(300 * time.Millisecond)
-		snd, serr := decode[UDPSendResult](e.Output(In("pub"), e.Self, "helper", "udpsend", "-to", eipAddr(portUDP), "-dur", d.UDP.String(), "-size", "18"))
+		snd, serr := decode[UDPSendResult](e.Run("pub", e.Self, "helper", "udpsend", "-to", eipAddr(portUDP), "-dur", d.UDP.String(), "-size", "18"))
 		got, gerr := decode[UDPSinkResult](sink.Wait(d.UDP + 10*time.Second))
 		switch {
 		case serr != nil:
@@ -148,7 +150,7 @@ func measureArm(e *Env, arm Arm, d Durations) *ArmResult {
 		r.fail("conn", err)
 	} else {
 		time.Sleep(300 * time.Millisecond)
-		res, err := decode[ConnResult](e.Output(In("pub"), e.Self, "helper", "connclient", "-to", eipAddr(portConn), "-dur", d.Conn.String(), "-workers", "8"))
+		res, err := decode[ConnResult](e.Run("pub", e.Self, "helper", "connclient", "-to", eipAddr(portConn), "-dur", d.Conn.String(), "-workers", "8"))
 		if err != nil {
 			r.fail("conn", err)
 		} else {
@@ -172,7 +174,7 @@ func waitPing(e *Env, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	var err error
 	for time.Now().Before(deadline) {
-		if err = e.Run(In("pub"), "ping", "-n", "-c", "1", "-W", "1", eipIP); err == nil {
+		if _, err = e.Run("pub", "ping", "-n", "-c", "1", "-W", "1", eipIP); err == nil {
 			return nil
 		}
 	}
@@ -184,7 +186,7 @@ func waitPing(e *Env, d time.Duration) error {
 func iperf(e *Env, streams int, d time.Duration) (float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d+15*time.Second)
 	defer cancel()
-	out, err := e.OutputCtx(ctx, In("pub"), "", "iperf3", "-c", eipIP, "-p", strconv.Itoa(portIperf), "-J",
+	out, err := e.RunCtx(ctx, "pub", "", "iperf3", "-c", eipIP, "-p", strconv.Itoa(portIperf), "-J",
 		"-t", strconv.Itoa(int(d.Seconds())), "-O", "1", "-P", strconv.Itoa(streams), "--connect-timeout", "2000")
 	var res struct {
 		End struct {
@@ -259,7 +261,7 @@ func measureReassign(e *Env, arm Arm, d Durations, r *ArmResult) {
 		r.fail("reassign", err)
 		return
 	}
-	tcpA, err := e.StartPiped(In("vma"), e.Self, "helper", "tcpecho", "-port", strconv.Itoa(portTCP), "-dur", bound)
+	tcpA, err := e.StartPiped("vma", e.Self, "helper", "tcpecho", "-port", strconv.Itoa(portTCP), "-dur", bound)
 	if err != nil {
 		r.fail("reassign", err)
 		return
@@ -282,7 +284,7 @@ func measureReassign(e *Env, arm Arm, d Durations, r *ArmResult) {
 	// The guest side of the move: stop vmA's socket from talking (as CRIU
 	// does), dump it, recreate it in vmB. Then the gateway's reassign.
 	var tcpB *Proc
-	if err := e.Sh(In("vma"), fmt.Sprintf(`nft -f - <<EOF
+	if err := e.Sh("vma", fmt.Sprintf(`nft -f - <<EOF
 table inet rbmig {
 	chain in { type filter hook input priority -10; tcp dport %[1]d drop; }
 	chain out { type filter hook output priority -10; tcp sport %[1]d drop; }
@@ -298,12 +300,14 @@ EOF`, portTCP)); err != nil {
 		}
 		if err != nil {
 			r.fail("tcp survive", err)
-		} else if tcpB, err = e.StartPiped(In("vmb"), e.Self, "helper", "tcprestore", "-local", arm.VMBAddr(), "-dur", bound); err != nil {
+		} else if tcpB, err = e.StartPiped("vmb", e.Self, "helper", "tcprestore", "-local", arm.VMBAddr(), "-dur", bound); err != nil {
 			r.fail("tcp survive", err)
 		} else {
 			tcpB.Send(st)
-			if l, err := tcpB.Line(3 * time.Second); err != nil || l != "restored" {
+			if l, err := tcpB.Line(3 * time.Second); err != nil || l != "thawed" {
 				r.fail("tcp survive", fmt.Errorf("restore in vmB: %q %v", l, err))
+				tcpB.Stop()
+				tcpB = nil
 			}
 		}
 	}
@@ -322,6 +326,13 @@ EOF`, portTCP)); err != nil {
 	}
 	r.ReassignEnd = time.Now().UnixNano()
 	r.ReassignMS = float64(r.ReassignEnd-r.ReassignAtNS) / 1e6
+	if tcpB != nil {
+		// The connection's packets now reach vmB: its copy may talk.
+		tcpB.Send("resume")
+		if l, err := tcpB.Line(3 * time.Second); err != nil || l != "restored" {
+			r.fail("tcp survive", fmt.Errorf("resume in vmB: %q %v", l, err))
+		}
+	}
 	tcpA.Send("close")
 	e.logf("%s: reassign command took %.1f ms", arm.Name(), r.ReassignMS)
 
@@ -330,7 +341,7 @@ EOF`, portTCP)); err != nil {
 		r.fail("reassign", err)
 	} else {
 		r.Seq = s
-		r.ReassignLost, r.StreamLost = r.splitLost()
+		r.ReassignLost, r.StreamLost = r.SplitLost()
 		// Answers from vmA to datagrams sent after the reassign finished.
 		after := (r.ReassignEnd - s.StartNS) / int64(time.Millisecond) / int64(s.BinMS)
 		for i, b := range s.Bins {
@@ -380,7 +391,7 @@ EOF`, portTCP)); err != nil {
 
 // udpCounters returns a namespace's UDP counters from /proc/net/snmp.
 func udpCounters(e *Env, ns string) string {
-	out, err := e.Output(In(ns), "cat", "/proc/net/snmp")
+	out, err := e.Run(ns, "cat", "/proc/net/snmp")
 	if err != nil {
 		return err.Error()
 	}
@@ -403,10 +414,10 @@ func udpCounters(e *Env, ns string) string {
 	return strings.TrimSpace(b.String())
 }
 
-// splitLost divides the stream's lost datagrams into those sent from 100 ms
+// SplitLost divides the stream's lost datagrams into those sent from 100 ms
 // before the reassign command started to 500 ms after it ended (the
 // reassign's) and the rest (load, scheduling: not the reassign's doing).
-func (r *ArmResult) splitLost() (atReassign, elsewhere int64) {
+func (r *ArmResult) SplitLost() (atReassign, elsewhere int64) {
 	s := r.Seq
 	if s == nil {
 		return 0, 0

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"roam/internal/netlab"
 )
 
 // ovsArm is Open vSwitch's userspace datapath (datapath_type=netdev) in the
@@ -84,7 +86,7 @@ ip -n %[3]s route add default via %[9]s
 ip -n %[4]s addr add %[8]s/24 dev eth0
 ip -n %[4]s route add default via %[9]s
 `, rtr, pub, vma, vmb, macPub, macVMA, pubClientIP, vmIP, gwInIP, offloads)
-	if err := e.Sh(nil, script); err != nil {
+	if err := e.Sh("", script); err != nil {
 		return err
 	}
 	o.dir = e.Path("ovs")
@@ -96,7 +98,7 @@ ip -n %[4]s route add default via %[9]s
 		return err
 	}
 	var err error
-	o.server, err = e.StartEnv(nil, o.env(), o.dir+"/ovsdb-server.out", "ovsdb-server", o.dir+"/conf.db",
+	o.server, err = e.StartWith(netlab.StartOpts{Env: o.env(), Log: o.dir + "/ovsdb-server.out"}, "ovsdb-server", o.dir+"/conf.db",
 		"--remote=punix:"+o.dir+"/db.sock", "--unixctl="+o.dir+"/ovsdb-server.ctl",
 		"--pidfile="+o.dir+"/ovsdb-server.pid", "--log-file="+o.dir+"/ovsdb-server.log")
 	if err != nil {
@@ -113,7 +115,7 @@ ip -n %[4]s route add default via %[9]s
 			return err
 		}
 	}
-	o.vswitchd, err = e.StartEnv(In("rtr"), o.env(), o.dir+"/ovs-vswitchd.out", "ovs-vswitchd", "unix:"+o.dir+"/db.sock",
+	o.vswitchd, err = e.StartWith(netlab.StartOpts{NS: "rtr", Env: o.env(), Log: o.dir + "/ovs-vswitchd.out"}, "ovs-vswitchd", "unix:"+o.dir+"/db.sock",
 		"--unixctl="+o.dir+"/ovs-vswitchd.ctl", "--pidfile="+o.dir+"/ovs-vswitchd.pid", "--log-file="+o.dir+"/ovs-vswitchd.log")
 	if err != nil {
 		return err

@@ -46,8 +46,8 @@ var metrics = []metric{
 	{"ping_p50_ms", "ping under load p50", "ms", "ping", func(r *ArmResult) float64 { return r.PingP50MS }, false, "%.3f"},
 	{"ping_p99_ms", "ping under load p99", "ms", "ping", func(r *ArmResult) float64 { return r.PingP99MS }, false, "%.3f"},
 	{"ping_loss_pct", "ping under load, lost", "%", "ping", func(r *ArmResult) float64 { return r.PingLoss }, false, "%.1f"},
-	{"reassign_lost", "lost at the reassign @2000 pkt/s", "packets", "reassign", func(r *ArmResult) float64 { a, _ := r.splitLost(); return float64(a) }, false, "%.0f"},
-	{"stream_lost", "lost elsewhere in the 4 s stream", "packets", "reassign", func(r *ArmResult) float64 { _, b := r.splitLost(); return float64(b) }, false, "%.0f"},
+	{"reassign_lost", "lost at the reassign @2000 pkt/s", "packets", "reassign", func(r *ArmResult) float64 { a, _ := r.SplitLost(); return float64(a) }, false, "%.0f"},
+	{"stream_lost", "lost elsewhere in the 4 s stream", "packets", "reassign", func(r *ArmResult) float64 { _, b := r.SplitLost(); return float64(b) }, false, "%.0f"},
 	{"moved", "stream moved to vmB", "runs", "reassign", func(r *ArmResult) float64 { return b2f(r.Moved) }, true, "%.0f"},
 	{"vma_after", "vmA answers after reassign", "packets", "reassign", func(r *ArmResult) float64 { return float64(r.AAfter) }, false, "%.0f"},
 	{"reassign_cmd_ms", "reassign command time", "ms", "reassign", func(r *ArmResult) float64 { return r.ReassignMS }, false, "%.1f"},
@@ -354,4 +354,92 @@ func ReadSummary(path string) (*Summary, error) {
 	}
 	s.summarize()
 	return &s, nil
+}
+
+// PickReassign returns the run of arm whose loss is the median, so the
+// picture shows a typical reassign rather than the best or the worst.
+func (s *Summary) PickReassign(arm string) *ArmResult {
+	var rs []*ArmResult
+	for _, run := range s.PerRun {
+		for _, r := range run {
+			if r.Arm == arm && r.Seq != nil && len(r.Seq.Bins) > 0 {
+				rs = append(rs, r)
+			}
+		}
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	// Runs in which the stream did move come first: a run in which it did
+	// not is reported in the table, but is not a picture of a reassign.
+	var moved []*ArmResult
+	for _, r := range rs {
+		if r.Moved {
+			moved = append(moved, r)
+		}
+	}
+	if len(moved) > 0 {
+		rs = moved
+	}
+	sort.SliceStable(rs, func(i, j int) bool {
+		ai, ei := rs[i].SplitLost()
+		aj, ej := rs[j].SplitLost()
+		return ai < aj || ai == aj && ei < ej
+	})
+	return rs[len(rs)/2]
+}
+
+// PictureArms returns the arms that the picture of s has a panel for, in
+// its order: roam, kernel, ovs.
+func PictureArms(s *Summary) []string {
+	var arms []string
+	for _, arm := range []string{"roam", "kernel", "ovs"} {
+		if containsStr(s.Arms, arm) {
+			arms = append(arms, arm)
+		}
+	}
+	return arms
+}
+
+// PictureNames returns the file names of the picture of s:
+// reassign-STAMP.png, and latest-reassign.png unless s has a label.
+func (s *Summary) PictureNames() []string {
+	t0, _ := time.Parse(time.RFC3339, s.Date)
+	names := []string{"reassign-" + t0.Format("20060102-150405") + s.slug() + ".png"}
+	if s.Label == "" {
+		names = append(names, "latest-reassign.png")
+	}
+	return names
+}
+
+// FirstError returns ": " and arm's first failure, wrapped for a title.
+func (s *Summary) FirstError(arm string) string {
+	for _, run := range s.PerRun {
+		for _, r := range run {
+			if r.Arm != arm || len(r.Errors) == 0 {
+				continue
+			}
+			keys := make([]string, 0, len(r.Errors))
+			for k := range r.Errors {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			msg := oneLine(keys[0] + ": " + r.Errors[keys[0]])
+			var out []byte
+			col := 0
+			for _, w := range strings.Fields(msg) {
+				if col+len(w) > 90 {
+					out = append(out, '\n')
+					col = 0
+				} else if col > 0 {
+					out = append(out, ' ')
+					col++
+				}
+				out = append(out, w...)
+				col += len(w)
+			}
+			return ":\n" + string(out)
+		}
+	}
+	return ""
 }

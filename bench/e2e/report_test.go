@@ -61,7 +61,7 @@ func TestSplitLost(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &ArmResult{ReassignAtNS: at, ReassignEnd: at + int64(30*time.Millisecond),
 				Seq: &SeqResult{StartNS: start, Lost: tc.total, LostSeqs: tc.lost}}
-			a, e := r.splitLost()
+			a, e := r.SplitLost()
 			if a != tc.wantAt || e != tc.wantE {
 				t.Errorf("got %d at the reassign and %d elsewhere, want %d and %d", a, e, tc.wantAt, tc.wantE)
 			}

@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
-	"time"
 )
 
 // roamArm is roamd with a TAP uplink in the pub namespace and one TAP port
@@ -15,11 +13,7 @@ import (
 // vmB's TAP carries the same IP as a standby; Reassign is
 // `roamctl eni reassign ENI --instance vmb`.
 type roamArm struct {
-	Roamd, Roamctl string
-
-	dir    string
-	daemon *Proc
-	eni    string
+	eni string
 	// Notes are what the report should say about roamd's behaviour.
 	Notes []string
 	// Steps lists the roamctl commands run and what each printed, for the
@@ -33,17 +27,14 @@ func (*roamArm) ReassignMethod() string { return "roamctl eni reassign ENI --ins
 
 // ctl runs roamctl with JSON output and decodes the object it prints.
 func (r *roamArm) ctl(e *Env, args ...string) (map[string]any, error) {
-	full := append([]string{"--socket", r.dir + "/roamd.sock", "--output", "json"}, args...)
-	out, err := e.Output(nil, r.Roamctl, full...)
-	r.Steps = append(r.Steps, "roamctl "+strings.Join(args, " ")+" -> "+strings.TrimSpace(firstN(out, 300)))
-	if err != nil {
-		return nil, err
-	}
 	var obj map[string]any
-	if err := json.Unmarshal([]byte(out), &obj); err != nil {
-		return nil, fmt.Errorf("roamctl %s: output is not a JSON object: %v: %q", strings.Join(args, " "), err, firstN(out, 200))
+	err := e.CtlInto(&obj, args...)
+	said := fmt.Sprint(obj)
+	if err != nil {
+		said = err.Error()
 	}
-	return obj, nil
+	r.Steps = append(r.Steps, "roamctl "+strings.Join(args, " ")+" -> "+firstN(said, 300))
+	return obj, err
 }
 
 func firstN(s string, n int) string {
@@ -59,22 +50,13 @@ func id(obj map[string]any) string {
 }
 
 func (r *roamArm) Setup(e *Env) error {
-	r.dir = e.Path("roam")
-	os.RemoveAll(r.dir) // a previous run's state would be restored
-	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+	// A previous run's state would be restored.
+	if err := os.RemoveAll(e.Path("state")); err != nil {
 		return err
 	}
-	var err error
-	r.daemon, err = e.Start(nil, r.dir+"/roamd.log", r.Roamd,
-		"--state-dir", r.dir+"/state", "--socket", r.dir+"/roamd.sock", "--no-sync=true",
-		"--uplink", "tap:eth0@"+e.NS("pub"), "--public-cidr", "203.0.113.0/24",
-		"--public-ip", pubGwIP, "--upstream", pubClientIP, "--log-level", "warn")
-	if err != nil {
+	if err := e.StartRoamd("--uplink", "tap:eth0@"+e.NS("pub"), "--public-cidr", "203.0.113.0/24",
+		"--public-ip", pubGwIP, "--upstream", pubClientIP, "--log-level", "warn"); err != nil {
 		return err
-	}
-	if err := waitFile(r.dir+"/roamd.sock", 10*time.Second); err != nil {
-		out, _ := os.ReadFile(r.dir + "/roamd.log")
-		return fmt.Errorf("roamd: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	subnet, err := r.ctl(e, "subnet", "create", "10.0.0.0/24")
 	if err != nil {
@@ -98,7 +80,7 @@ func (r *roamArm) Setup(e *Env) error {
 	// roamd must have created the TAP devices it accepted; say so precisely
 	// when it has not, rather than failing later on a missing link.
 	for _, ns := range []string{"pub", "vma", "vmb"} {
-		if err := waitLink(e, ns, "eth0", 3*time.Second); err != nil {
+		if err := waitLink(e, ns, "eth0"); err != nil {
 			return err
 		}
 	}
@@ -114,10 +96,10 @@ func (r *roamArm) Setup(e *Env) error {
 	// DESIGN: roam gives a tap: port's guest-side device the record's MAC.
 	// When it has not, the bench configures the guests with it, as QEMU is
 	// given a VM's MAC (-device ...,mac=), and says so in the report.
-	if got := linkMAC(e, "vma", "eth0"); mac != "" && !strings.EqualFold(got, mac) {
+	if got, _ := e.LinkMAC("vma", "eth0"); mac != "" && !strings.EqualFold(got, mac) {
 		r.Notes = append(r.Notes, fmt.Sprintf("roamd did not give vmA's TAP the record's MAC %s after eni attach (it has %s); the bench set it on vmA and vmB", mac, got))
 		for _, ns := range []string{"vma", "vmb"} {
-			if err := e.Run(nil, "ip", "-n", e.NS(ns), "link", "set", "eth0", "address", mac); err != nil {
+			if _, err := e.Run("", "ip", "-n", e.NS(ns), "link", "set", "eth0", "address", mac); err != nil {
 				return err
 			}
 		}
@@ -140,7 +122,7 @@ for n in %[2]s %[3]s; do
   ip -n $n route add default via %[6]s
 done
 `, e.NS("pub"), e.NS("vma"), e.NS("vmb"), pubClientIP, vmIP, gwInIP)
-	return e.Sh(nil, script)
+	return e.Sh("", script)
 }
 
 func (r *roamArm) Reassign(e *Env) error {
@@ -149,50 +131,29 @@ func (r *roamArm) Reassign(e *Env) error {
 }
 
 func (r *roamArm) Teardown(e *Env) {
-	if r.daemon != nil {
-		r.daemon.Stop()
+	if d := e.Roamd(); d != nil {
+		d.Stop()
 	}
 }
 
-// waitLink waits for roamd's TAP device to appear in a namespace.
-func waitLink(e *Env, ns, dev string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := e.Run(nil, "ip", "-n", e.NS(ns), "link", "show", dev)
-		if err == nil {
-			return nil
+// waitLink waits for roamd's TAP device to appear in a namespace, and says
+// precisely which port it is when it does not.
+func waitLink(e *Env, ns, dev string) error {
+	if err := e.WaitLink(ns, dev); err != nil {
+		what := "port tap:" + dev + "@" + e.NS(ns) + " (roamctl instance create accepted it)"
+		if ns == "pub" {
+			what = "uplink tap:" + dev + "@" + e.NS(ns) + " (--uplink)"
 		}
-		if time.Now().After(deadline) {
-			what := "port tap:" + dev + "@" + e.NS(ns) + " (roamctl instance create accepted it)"
-			if ns == "pub" {
-				what = "uplink tap:" + dev + "@" + e.NS(ns) + " (--uplink)"
-			}
-			return fmt.Errorf("roamd did not create the TAP device for %s: no link %s in namespace %s after %v", what, dev, e.NS(ns), d)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return fmt.Errorf("roamd did not create the TAP device for %s: %w", what, err)
 	}
-}
-
-// linkMAC returns a device's MAC address, or "" when it cannot be read.
-func linkMAC(e *Env, ns, dev string) string {
-	out, err := e.Output(In(ns), "cat", "/sys/class/net/"+dev+"/address")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(out)
+	return nil
 }
 
 // Drops returns roamd's drop counters by reason (roamctl stats).
 func (r *roamArm) Drops(e *Env) (map[string]int64, error) {
-	out, err := e.Output(nil, r.Roamctl, "--socket", r.dir+"/roamd.sock", "--output", "json", "stats")
-	if err != nil {
-		return nil, err
-	}
 	var st struct {
 		Drops map[string]int64 `json:"drops"`
 	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return nil, fmt.Errorf("roamctl stats: %v", err)
-	}
-	return st.Drops, nil
+	err := e.CtlInto(&st, "stats")
+	return st.Drops, err
 }

@@ -39,11 +39,10 @@ func Run(cfg Config) (*Summary, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("bench-e2e needs root (namespaces, TAP, nftables)")
 	}
-	env, err := NewEnv(cfg.Self, cfg.Log)
+	env, err := NewEnv(cfg)
 	if err != nil {
 		return nil, err
 	}
-	env.Debug = cfg.Debug
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	stop := make(chan struct{})
@@ -51,7 +50,7 @@ func Run(cfg Config) (*Summary, error) {
 		select {
 		case s := <-sig:
 			fmt.Fprintf(cfg.Log, "bench-e2e: %v: cleaning up\n", s)
-			env.Cleanup(cfg.KeepTmp)
+			env.Close(cfg.KeepTmp)
 			os.Exit(130)
 		case <-stop:
 		}
@@ -59,7 +58,7 @@ func Run(cfg Config) (*Summary, error) {
 	defer func() {
 		close(stop)
 		signal.Stop(sig)
-		env.Cleanup(cfg.KeepTmp)
+		env.Close(cfg.KeepTmp)
 	}()
 
 	sum := &Summary{
@@ -99,7 +98,7 @@ func newArm(cfg Config, name string) (Arm, error) {
 	case "ovs":
 		return &ovsArm{TSO: !cfg.OVSNoTSO}, nil
 	case "roam":
-		return &roamArm{Roamd: cfg.Roamd, Roamctl: cfg.Roamctl}, nil
+		return &roamArm{}, nil
 	}
 	return nil, fmt.Errorf("unknown arm %q (want roam, kernel or ovs)", name)
 }
@@ -115,8 +114,9 @@ func runArm(env *Env, cfg Config, name string) (*ArmResult, []string) {
 	}
 	defer func() {
 		arm.Teardown(env)
-		env.StopAll()
-		env.DelNamespaces()
+		if err := env.Reset(); err != nil {
+			env.logf("cleanup: %v", err)
+		}
 	}()
 	for _, ns := range []string{"pub", "vma", "vmb"} {
 		if err := env.AddNS(ns); err != nil {
@@ -125,7 +125,7 @@ func runArm(env *Env, cfg Config, name string) (*ArmResult, []string) {
 		}
 	}
 	// The client may open many connections: widen its port range.
-	env.Run(In("pub"), "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000")
+	env.Run("pub", "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000")
 	if err := arm.Setup(env); err != nil {
 		r.fail("setup", err)
 		r.Method = arm.ReassignMethod()
@@ -143,8 +143,8 @@ func runArm(env *Env, cfg Config, name string) (*ArmResult, []string) {
 		r.Notes = append(ra.Notes, r.Notes...)
 		if r.Errors != nil {
 			// What roamd said while it ran helps whoever reads the report.
-			if b, err := os.ReadFile(ra.dir + "/roamd.log"); err == nil && len(b) > 0 {
-				r.Notes = append(r.Notes, "roamd log (tail): "+tail(string(b), 800))
+			if log := env.RoamdLog(); log != "" {
+				r.Notes = append(r.Notes, "roamd log (tail): "+tail(log, 800))
 			}
 		}
 		return r, ra.Steps

@@ -11,10 +11,11 @@ import (
 )
 
 // e2eCommand is `roambench e2e`: the side-by-side end-to-end benchmark of
-// bench/e2e (roam, the kernel with nftables, Open vSwitch). It lives in its
-// own module (bench/e2e, to keep its plotting dependency out of roam's
-// go.mod) and builds to bin/roame2e (`make bench-e2e`); this command runs
-// that binary with the arguments given, e.g.
+// bench/e2e (roam, the kernel with nftables, Open vSwitch). It builds to
+// bin/roame2e, with its plotter bin/roame2e-plot (a module of its own, to
+// keep gonum out of roam's go.mod), by `make bench-e2e`; the benchmark
+// starts its traffic helpers as `roame2e helper ...` inside namespaces, so
+// this command runs that binary with the arguments given, e.g.
 // `roambench e2e run --runs 3 --roamd bin/roamd --roamctl bin/roamctl --out bench/results`.
 func e2eCommand() *cli.Command {
 	return &cli.Command{
@@ -46,5 +47,5 @@ func findE2E() (string, error) {
 		return p, nil
 	}
 	return "", errors.New(fmt.Sprint("roame2e not found beside roambench or in PATH: build it with `make bench-e2e` ",
-		"(or `cd bench/e2e && go build -o ../../bin/roame2e ./cmd/roame2e`)"))
+		"(or `go build -o bin/ ./bench/e2e/cmd/roame2e`)"))
 }

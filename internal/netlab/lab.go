@@ -3,7 +3,6 @@ package netlab
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,24 +13,36 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
 // Config says where the binaries are and how to name what a Lab creates.
 type Config struct {
-	Roamd   string // path of the roamd binary
-	Roamctl string // path of the roamctl binary
+	Roamd   string // path of the roamd binary (needed by StartRoamd only)
+	Roamctl string // path of the roamctl binary (needed by Ctl only)
 	// Prefix starts every namespace name; it should carry the PID so that
-	// two runs never touch each other's namespaces. Empty: "rw<PID>-<N>-".
+	// two runs never touch each other's namespaces. Empty:
+	// UniquePrefix("rw"), e.g. "rw1234-1-".
 	Prefix string
 	// Trace, when set, receives every command the Lab runs.
 	Trace io.Writer
+	// Timeout bounds each command Run runs (default 30 s).
+	Timeout time.Duration
+	// TempPattern names the temp dir (os.MkdirTemp; default "roam-lab-").
+	TempPattern string
 }
 
-var worlds atomic.Int64
+var prefixes atomic.Int64
 
-// Lab is a set of namespaces, one roamd and the roamctl that drives it.
+// UniquePrefix returns tag, this process's PID and a number never returned
+// before by this process, then a dash: "rw1234-1-". Names made with it
+// never collide with another run's, nor with another Lab of this run.
+func UniquePrefix(tag string) string {
+	return fmt.Sprintf("%s%d-%d-", tag, os.Getpid(), prefixes.Add(1))
+}
+
+// Lab is a set of namespaces and the processes started in them: at most
+// one roamd, driven by roamctl, and any helper.
 type Lab struct {
 	cfg    Config
 	Dir    string // temp dir: roamd's state, socket and log
@@ -51,20 +62,29 @@ type Lab struct {
 }
 
 // New makes the temp dir and the launcher thread. It checks that it runs as
-// root and that the binaries exist.
+// root and that the binaries named in cfg exist.
 func New(cfg Config) (*Lab, error) {
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
 	for _, b := range []string{cfg.Roamd, cfg.Roamctl} {
+		if b == "" {
+			continue
+		}
 		if _, err := os.Stat(b); err != nil {
 			return nil, fmt.Errorf("netlab: binary: %w", err)
 		}
 	}
 	if cfg.Prefix == "" {
-		cfg.Prefix = fmt.Sprintf("rw%d-%d-", os.Getpid(), worlds.Add(1))
+		cfg.Prefix = UniquePrefix("rw")
 	}
-	dir, err := os.MkdirTemp("", "roam-world-")
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.TempPattern == "" {
+		cfg.TempPattern = "roam-lab-"
+	}
+	dir, err := os.MkdirTemp("", cfg.TempPattern)
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +112,11 @@ func (w *Lab) Prefix() string { return w.cfg.Prefix }
 // NS returns the full name of the namespace called short ("pub", "vma").
 func (w *Lab) NS(short string) string { return w.cfg.Prefix + short }
 
+// Path returns a path inside the temp dir.
+func (w *Lab) Path(elem ...string) string {
+	return filepath.Join(append([]string{w.Dir}, elem...)...)
+}
+
 // AddNS creates namespace short with its loopback up.
 func (w *Lab) AddNS(short string) error {
 	name := w.NS(short)
@@ -113,27 +138,51 @@ func (w *Lab) trace(format string, args ...any) {
 	}
 }
 
-// Run runs a command to completion within 30 s, in namespace short ("" is
-// the root namespace), and returns its standard output; a failure carries
-// the command line and its standard error.
+// Run runs a command to completion within the Lab's timeout (30 s unless
+// configured), in namespace short ("" is the root namespace), and returns
+// its standard output; a failure carries the command line, its standard
+// error and the last line of its output.
 func (w *Lab) Run(short string, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return w.RunCtx(ctx, short, name, args...)
+	return w.RunInput(short, "", name, args...)
 }
 
-// RunCtx is Run under ctx.
-func (w *Lab) RunCtx(ctx context.Context, short string, name string, args ...string) (string, error) {
+// RunInput is Run with stdin as the command's standard input.
+func (w *Lab) RunInput(short, stdin string, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Timeout)
+	defer cancel()
+	return w.RunCtx(ctx, short, stdin, name, args...)
+}
+
+// RunCtx is RunInput under ctx.
+func (w *Lab) RunCtx(ctx context.Context, short, stdin string, name string, args ...string) (string, error) {
 	argv := w.argv(short, name, args)
 	w.trace("$ %s", strings.Join(argv, " "))
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.WaitDelay = 2 * time.Second
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(errb.String()+" "+out.String()))
+		return out.String(), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(errb.String()+" "+LastLine(out.String())))
 	}
 	return out.String(), nil
+}
+
+// Sh runs a shell script in namespace short ("": the root namespace).
+func (w *Lab) Sh(short, script string) error {
+	_, err := w.Run(short, "sh", "-ec", script)
+	return err
+}
+
+// LastLine returns the last non-empty line of s.
+func LastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
 }
 
 func (w *Lab) argv(short, name string, args []string) []string {
@@ -144,98 +193,13 @@ func (w *Lab) argv(short, name string, args []string) []string {
 	return argv
 }
 
-// Proc is a child process running in the background.
-type Proc struct {
-	Name string
-	cmd  *exec.Cmd
-	out  *os.File // where stdout and stderr go; nil: discarded
-	done chan struct{}
-	err  error
-}
-
-// Start starts name in namespace short in the background; its standard
-// output and error go to logFile when not empty.
-func (w *Lab) Start(short, logFile, name string, args ...string) (*Proc, error) {
-	if w.closed.Load() {
-		return nil, errors.New("netlab: closed")
-	}
-	argv := w.argv(short, name, args)
-	w.trace("& %s", strings.Join(argv, " "))
-	p := &Proc{Name: strings.Join(argv, " "), done: make(chan struct{})}
-	p.cmd = exec.Command(argv[0], argv[1:]...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if logFile != "" {
-		f, err := os.Create(logFile)
-		if err != nil {
-			return nil, err
-		}
-		p.out = f
-		p.cmd.Stdout, p.cmd.Stderr = f, f
-	}
-	errc := make(chan error, 1)
-	select {
-	case w.launch <- func() { errc <- p.cmd.Start() }:
-	case <-w.done:
-		return nil, errors.New("netlab: closed")
-	}
-	if err := <-errc; err != nil {
-		if p.out != nil {
-			p.out.Close()
-		}
-		return nil, fmt.Errorf("%s: %w", p.Name, err)
-	}
-	w.mu.Lock()
-	w.procs = append(w.procs, p)
-	w.mu.Unlock()
-	go func() {
-		p.err = p.cmd.Wait()
-		if p.out != nil {
-			p.out.Close()
-		}
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// Running reports whether the process has not exited.
-func (p *Proc) Running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Pid returns the process id.
-func (p *Proc) Pid() int { return p.cmd.Process.Pid }
-
-// Stop sends SIGTERM to the process (by its PID), then SIGKILL after 5 s,
-// and waits for it.
-func (p *Proc) Stop() error {
-	if p.Running() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
-	return p.err
-}
-
-// Close stops every process the Lab started (newest first), deletes its
-// namespaces and its temp dir (kept when keepDir, e.g. for roamd's log
-// after a failure), and ends the launcher thread. It returns the first
-// error met; it carries on after one.
-func (w *Lab) Close(keepDir bool) error {
-	if w.closed.Swap(true) {
-		return nil
-	}
+// Reset stops every process the Lab started (newest first) and deletes its
+// namespaces, keeping the temp dir: the Lab can build again with the same
+// names. It returns the first errors met; it carries on after one.
+func (w *Lab) Reset() error {
 	w.mu.Lock()
 	procs, nss := w.procs, w.nss
-	w.procs, w.nss = nil, nil
+	w.procs, w.nss, w.roamd = nil, nil, nil
 	w.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].Stop()
@@ -246,126 +210,22 @@ func (w *Lab) Close(keepDir bool) error {
 			errs = append(errs, err)
 		}
 	}
-	close(w.done)
-	if !keepDir {
-		if err := os.RemoveAll(w.Dir); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	return errors.Join(errs...)
 }
 
-// RoamdLog returns what roamd wrote so far (its structured log).
-func (w *Lab) RoamdLog() string {
-	b, _ := os.ReadFile(filepath.Join(w.Dir, "roamd.log"))
-	return string(b)
-}
-
-// Roamd returns the running roamd, or nil.
-func (w *Lab) Roamd() *Proc {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.roamd
-}
-
-// StartRoamd starts roamd with its state and socket in the Lab's dir
-// and the given flags (e.g. --uplink), and waits for its socket to answer.
-func (w *Lab) StartRoamd(flags ...string) error {
-	args := append([]string{
-		"--state-dir", filepath.Join(w.Dir, "state"), "--socket", w.Socket,
-		"--socket-group", "", "--no-sync",
-	}, flags...)
-	p, err := w.Start("", filepath.Join(w.Dir, "roamd.log"), w.cfg.Roamd, args...)
-	if err != nil {
-		return err
-	}
-	w.mu.Lock()
-	w.roamd = p
-	w.mu.Unlock()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if !p.Running() {
-			return fmt.Errorf("roamd exited: %v: %s", p.err, strings.TrimSpace(w.RoamdLog()))
-		}
-		if _, err := w.Ctl("subnet", "list"); err == nil {
-			return nil
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("roamd does not answer on %s: %w; log: %s", w.Socket, err, strings.TrimSpace(w.RoamdLog()))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// CtlError is a failed roamctl command with the error object it printed.
-type CtlError struct {
-	Args    []string
-	Code    string
-	Message string
-	Err     error // the exit status or a decoding failure
-}
-
-func (e *CtlError) Error() string {
-	return fmt.Sprintf("roamctl %s: %s: %s (%v)", strings.Join(e.Args, " "), e.Code, e.Message, e.Err)
-}
-
-// Ctl runs roamctl --output json with args against the Lab's roamd and
-// returns what it printed (the JSON object or list). A non-zero exit is a
-// *CtlError with the code and message roamctl printed.
-func (w *Lab) Ctl(args ...string) ([]byte, error) {
-	full := append([]string{"--socket", w.Socket, "--output", "json"}, args...)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	w.trace("$ roamctl %s", strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, w.cfg.Roamctl, full...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if err != nil {
-		var body struct {
-			Error struct{ Code, Message string }
-		}
-		json.Unmarshal(out.Bytes(), &body)
-		msg := body.Error.Message
-		if msg == "" {
-			msg = strings.TrimSpace(errb.String() + " " + out.String())
-		}
-		return nil, &CtlError{Args: args, Code: body.Error.Code, Message: msg, Err: err}
-	}
-	return out.Bytes(), nil
-}
-
-// CtlInto runs Ctl and decodes its JSON into v.
-func (w *Lab) CtlInto(v any, args ...string) error {
-	out, err := w.Ctl(args...)
-	if err != nil {
-		return err
-	}
-	if v == nil {
+// Close does what Reset does, then deletes the temp dir (kept when
+// keepDir, e.g. for roamd's log after a failure) and ends the launcher
+// thread. A second Close does nothing.
+func (w *Lab) Close(keepDir bool) error {
+	if w.closed.Swap(true) {
 		return nil
 	}
-	if err := json.Unmarshal(out, v); err != nil {
-		return &CtlError{Args: args, Code: "BadJSON", Message: string(firstN(out, 300)), Err: err}
+	err := w.Reset()
+	close(w.done)
+	if !keepDir {
+		if rerr := os.RemoveAll(w.Dir); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 	}
-	return nil
-}
-
-// CtlID runs Ctl and returns the "id" of the object it printed.
-func (w *Lab) CtlID(args ...string) (string, error) {
-	var obj struct {
-		ID string `json:"id"`
-	}
-	if err := w.CtlInto(&obj, args...); err != nil {
-		return "", err
-	}
-	if obj.ID == "" {
-		return "", &CtlError{Args: args, Code: "NoID", Message: "the printed object has no id"}
-	}
-	return obj.ID, nil
-}
-
-func firstN(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[:n]
-	}
-	return b
+	return err
 }

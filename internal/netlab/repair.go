@@ -18,19 +18,20 @@ import (
 // addresses, both sequence numbers, the queued bytes, the negotiated
 // options, the timestamp clock and the window.
 type TCPState struct {
-	Local, Remote netip.AddrPort
-	SndSeq        uint32 // sequence number after the last byte in the send queue
-	RcvSeq        uint32 // sequence number after the last byte in the receive queue
-	SndQueue      []byte // sent-but-unacknowledged then unsent bytes
-	Unsent        int    // how many bytes at the end of SndQueue were never sent
-	RcvQueue      []byte // received bytes the application has not read
-	MSS           uint32
-	Options       uint8 // tcpi_options: timestamps, SACK, window scaling
-	SndWscale     uint8
-	RcvWscale     uint8
-	Timestamp     uint32
-	Window        [5]uint32 // struct tcp_repair_window: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup
-	HaveWindow    bool
+	Local      netip.AddrPort `json:"local"`
+	Remote     netip.AddrPort `json:"remote"`
+	SndSeq     uint32         `json:"snd_seq"`   // sequence number after the last byte in the send queue
+	RcvSeq     uint32         `json:"rcv_seq"`   // sequence number after the last byte in the receive queue
+	SndQueue   []byte         `json:"snd_queue"` // sent-but-unacknowledged then unsent bytes
+	Unsent     int            `json:"unsent"`    // how many bytes at the end of SndQueue were never sent
+	RcvQueue   []byte         `json:"rcv_queue"` // received bytes the application has not read
+	MSS        uint32         `json:"mss"`
+	Options    uint8          `json:"options"` // tcpi_options: timestamps, SACK, window scaling
+	SndWscale  uint8          `json:"snd_wscale"`
+	RcvWscale  uint8          `json:"rcv_wscale"`
+	Timestamp  uint32         `json:"timestamp"`
+	Window     [5]uint32      `json:"window"` // struct tcp_repair_window: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup
+	HaveWindow bool           `json:"have_window"`
 }
 
 // tcpi_options bits (linux/tcp.h) and struct tcp_info's layout: the
@@ -198,16 +199,24 @@ type Thawed struct {
 	st *TCPState
 }
 
-// Thaw recreates the connection in namespace ns (a full namespace name),
-// bound to the same local address and port and connected to the same
-// peer, with the state Freeze read. It stays in repair mode until Resume.
+// Thaw recreates the connection in namespace ns (a full namespace name;
+// "": this process's own), bound to st.Local and connected to the same
+// peer, with the state Freeze read (a caller may change st.Local's address
+// when the new host holds another one). It stays in repair mode until
+// Resume. The state can cross processes as JSON.
 func Thaw(ns string, st *TCPState) (*Thawed, error) {
 	var fd int
-	err := InNetns(ns, func() error {
+	socket := func() error {
 		var err error
 		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		return err
-	})
+	}
+	var err error
+	if ns == "" {
+		err = socket()
+	} else {
+		err = InNetns(ns, socket)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("thaw in %s: socket: %w", ns, err)
 	}

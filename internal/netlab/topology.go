@@ -50,12 +50,6 @@ func (w *Lab) StartPublic(extra ...string) error {
 	return w.Ping("pub", PublicGW)
 }
 
-// Sh runs a shell script in namespace short.
-func (w *Lab) Sh(short, script string) error {
-	_, err := w.Run(short, "sh", "-ec", script)
-	return err
-}
-
 // WaitLink waits (at most 5 s) for a link to exist in namespace short: roamd
 // creates its TAP devices when it accepts the port.
 func (w *Lab) WaitLink(short, dev string) error {

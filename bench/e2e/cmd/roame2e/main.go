@@ -5,9 +5,11 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -90,15 +92,48 @@ func report(in string, rest []string) error {
 	return write(sum, dir)
 }
 
+// write writes the summary's JSON and Markdown to dir, and the picture of
+// its reassigns with roame2e-plot (its own module: gonum stays out of
+// roam's), found beside this binary or in PATH.
 func write(sum *e2e.Summary, dir string) error {
-	pics, err := sum.WritePictures(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "roame2e: picture:", err)
+	plotter, perr := findPlotter()
+	if perr == nil && len(e2e.PictureArms(sum)) > 0 {
+		sum.Pictures = sum.PictureNames()[:1]
 	}
 	files, err := sum.Write(dir)
 	fmt.Print(sum.Table())
-	for _, f := range append(files, pics...) {
+	for _, f := range files {
 		fmt.Println("wrote", f)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	if perr != nil {
+		fmt.Fprintln(os.Stderr, "roame2e: picture:", perr)
+		return nil
+	}
+	if len(sum.Pictures) > 0 && len(files) > 0 {
+		out, err := exec.Command(plotter, files[0], dir).Output()
+		for _, f := range strings.Fields(string(out)) {
+			fmt.Println("wrote", f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "roame2e: picture:", err)
+		}
+	}
+	return nil
+}
+
+// findPlotter finds roame2e-plot beside this binary, then in PATH.
+func findPlotter() (string, error) {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "roame2e-plot")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("roame2e-plot"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("roame2e-plot not found beside roame2e or in PATH (make bench-e2e builds it from bench/e2e/plot): no picture")
 }

@@ -1,12 +1,17 @@
-package e2e
+// Command roame2e-plot draws the picture of the side-by-side benchmark's
+// reassigns (package roam/bench/e2e): `roame2e-plot SUMMARY.json DIR`
+// writes one PNG with a panel per arm, roam first, under the names
+// Summary.PictureNames gives, and prints each path it wrote. It is a module
+// of its own so that gonum stays out of roam's go.mod; `make bench-e2e`
+// builds it to bin/roame2e-plot, and roame2e runs it after writing the
+// summary.
+package main
 
 import (
 	"fmt"
 	"image/color"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -14,6 +19,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"roam/bench/e2e"
 )
 
 var (
@@ -22,45 +29,12 @@ var (
 	colorRA = color.RGBA{A: 0xff}
 )
 
-// pickReassign returns the run of arm whose loss is the median, so the
-// picture shows a typical reassign rather than the best or the worst.
-func (s *Summary) pickReassign(arm string) *ArmResult {
-	var rs []*ArmResult
-	for _, run := range s.PerRun {
-		for _, r := range run {
-			if r.Arm == arm && r.Seq != nil && len(r.Seq.Bins) > 0 {
-				rs = append(rs, r)
-			}
-		}
-	}
-	if len(rs) == 0 {
-		return nil
-	}
-	// Runs in which the stream did move come first: a run in which it did
-	// not is reported in the table, but is not a picture of a reassign.
-	var moved []*ArmResult
-	for _, r := range rs {
-		if r.Moved {
-			moved = append(moved, r)
-		}
-	}
-	if len(moved) > 0 {
-		rs = moved
-	}
-	sort.SliceStable(rs, func(i, j int) bool {
-		ai, ei := rs[i].splitLost()
-		aj, ej := rs[j].splitLost()
-		return ai < aj || ai == aj && ei < ej
-	})
-	return rs[len(rs)/2]
-}
-
 // reassignPlot draws packets per second answered by each VM over time,
 // with the reassign command's start and end marked.
-func reassignPlot(r *ArmResult) (*plot.Plot, error) {
+func reassignPlot(r *e2e.ArmResult) (*plot.Plot, error) {
 	p := plot.New()
 	s := r.Seq
-	lostAt, elsewhere := r.splitLost()
+	lostAt, elsewhere := r.SplitLost()
 	p.Title.Text = fmt.Sprintf("%s: reassign under a 2000 pkt/s UDP stream: %d lost at the reassign, %d elsewhere; TCP survived: %v", r.Arm, lostAt, elsewhere, r.TCPSurvived)
 	p.X.Label.Text = "time since the stream started (s)"
 	p.Y.Label.Text = "answers per second"
@@ -144,22 +118,37 @@ func reassignPlot(r *ArmResult) (*plot.Plot, error) {
 	return p, nil
 }
 
-// WritePictures draws one PNG with a panel per arm that has a reassign, roam
-// first, as reassign-STAMP.png and latest-reassign.png in dir.
-func (s *Summary) WritePictures(dir string) ([]string, error) {
+func main() {
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: roame2e-plot SUMMARY.json DIR")
+		os.Exit(2)
+	}
+	sum, err := e2e.ReadSummary(os.Args[1])
+	if err == nil {
+		var files []string
+		files, err = writePictures(sum, os.Args[2])
+		for _, f := range files {
+			fmt.Println(f)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "roame2e-plot:", err)
+		os.Exit(1)
+	}
+}
+
+// writePictures draws one PNG with a panel per arm that has a reassign,
+// roam first, under sum.PictureNames() in dir.
+func writePictures(s *e2e.Summary, dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	var plots []*plot.Plot
-	order := []string{"roam", "kernel", "ovs"}
-	for _, arm := range order {
-		if !containsStr(s.Arms, arm) {
-			continue
-		}
-		r := s.pickReassign(arm)
+	for _, arm := range e2e.PictureArms(s) {
+		r := s.PickReassign(arm)
 		if r == nil {
 			p := plot.New()
-			p.Title.Text = arm + ": no reassign measured" + s.firstError(arm)
+			p.Title.Text = arm + ": no reassign measured" + s.FirstError(arm)
 			p.HideAxes()
 			plots = append(plots, p)
 			continue
@@ -185,13 +174,8 @@ func (s *Summary) WritePictures(dir string) ([]string, error) {
 	for i, p := range plots {
 		p.Draw(canvases[i][0])
 	}
-	t0, _ := time.Parse(time.RFC3339, s.Date)
-	names := []string{"reassign-" + t0.Format("20060102-150405") + s.slug() + ".png"}
-	if s.Label == "" {
-		names = append(names, "latest-reassign.png")
-	}
 	var files []string
-	for _, n := range names {
+	for _, n := range s.PictureNames() {
 		path := filepath.Join(dir, n)
 		f, err := os.Create(path)
 		if err != nil {
@@ -206,38 +190,5 @@ func (s *Summary) WritePictures(dir string) ([]string, error) {
 		}
 		files = append(files, path)
 	}
-	s.Pictures = []string{names[0]}
 	return files, nil
-}
-
-// firstError returns ": " and arm's first failure, wrapped for a title.
-func (s *Summary) firstError(arm string) string {
-	for _, run := range s.PerRun {
-		for _, r := range run {
-			if r.Arm != arm || len(r.Errors) == 0 {
-				continue
-			}
-			keys := make([]string, 0, len(r.Errors))
-			for k := range r.Errors {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			msg := oneLine(keys[0] + ": " + r.Errors[keys[0]])
-			var out []byte
-			col := 0
-			for _, w := range strings.Fields(msg) {
-				if col+len(w) > 90 {
-					out = append(out, '\n')
-					col = 0
-				} else if col > 0 {
-					out = append(out, ' ')
-					col++
-				}
-				out = append(out, w...)
-				col += len(w)
-			}
-			return ":\n" + string(out)
-		}
-	}
-	return ""
 }
