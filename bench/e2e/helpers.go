@@ -286,7 +286,8 @@ func connClient(to string, dur time.Duration, workers int) (*ConnResult, error) 
 	return res, nil
 }
 
-// Sequenced datagrams: [seq uint64][sent unix ns int64][answering VM byte].
+// Sequenced datagrams are netlab's UDP stream: the sequence number in the
+// first 8 bytes, the answering VM's tag in byte 8; seqLen bytes each.
 const seqLen = 17
 
 // SeqEchoResult is what seqecho reports.
@@ -296,33 +297,21 @@ type SeqEchoResult struct {
 	LastSeq  int64  `json:"last_seq"`
 }
 
-// seqEcho answers every sequenced datagram on port with its own id.
+// seqEcho answers every sequenced datagram on port with its own id
+// (netlab.UDPEcho) for dur.
 func seqEcho(port int, dur time.Duration, id string) (*SeqEchoResult, error) {
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: port})
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	res := &SeqEchoResult{ID: id, LastSeq: -1}
-	buf := make([]byte, 2048)
-	c.SetReadDeadline(time.Now().Add(dur))
-	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return res, nil
-			}
-			continue
-		}
-		if n < seqLen {
-			continue
-		}
-		buf[16] = id[0]
-		c.WriteToUDPAddrPort(buf[:n], from)
-		res.Answered++
-		res.LastSeq = int64(binary.BigEndian.Uint64(buf))
+	e := netlab.ServeUDPEcho(c, id[0])
+	time.Sleep(dur)
+	e.Close()
+	res := &SeqEchoResult{ID: id, Answered: e.Count(), LastSeq: -1}
+	for seq := range e.Seqs() {
+		res.LastSeq = max(res.LastSeq, int64(seq))
 	}
+	return res, nil
 }
 
 // SeqResult is what seqsend reports: what was sent, which VM answered each
@@ -338,13 +327,13 @@ type SeqResult struct {
 	Bins      []map[string]int `json:"bins"`            // per bin: VM -> answers
 	LastA     int64            `json:"last_seq_a"`      // the last sequence number vmA answered
 	FirstB    int64            `json:"first_seq_b"`     // the first one vmB answered
-	LastATime int64            `json:"last_a_ns"`       // when it was sent
+	LastATime int64            `json:"last_a_ns"`       // when it was due to be sent
 	Error     string           `json:"error,omitempty"` // a send error, if any
 	Reorder   int64            `json:"reordered,omitempty"`
 }
 
-// seqSend sends rate sequenced datagrams per second to to for dur, then
-// waits half a second for the last answers.
+// seqSend sends rate sequenced datagrams per second to to for dur
+// (netlab.UDPStream), then waits half a second for the last answers.
 func seqSend(to string, dur time.Duration, rate int) (*SeqResult, error) {
 	raddr, err := net.ResolveUDPAddr("udp4", to)
 	if err != nil {
@@ -354,105 +343,54 @@ func seqSend(to string, dur time.Duration, rate int) (*SeqResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
 	if rate <= 0 {
 		rate = 2000
 	}
-	total := int(dur.Seconds() * float64(rate))
-	sentAt := make([]int64, total)
-	answeredBy := make([]byte, total)
+	s := netlab.StartUDPStream(c, rate, seqLen)
+	time.Sleep(dur)
+	tags := s.Stop(500 * time.Millisecond)
+	return seqResult(s.Started(), s.Sent(), rate, tags, s.AnsweredAt()), nil
+}
+
+// seqResult sums up a stream of sent datagrams at rate per second from
+// start: tags has each answered sequence number's tag, at when its answer
+// came (since start).
+func seqResult(start time.Time, sent uint64, rate int, tags map[uint64]byte, at map[uint64]time.Duration) *SeqResult {
 	const binMS = 50
-	nbins := int(dur/(binMS*time.Millisecond)) + 20
-	bins := make([]map[string]int, nbins)
-	for i := range bins {
-		bins[i] = map[string]int{}
-	}
-	start := time.Now()
-	var mu sync.Mutex
-	done := make(chan struct{})
-	var reorder int64
-	go func() {
-		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					return
-				}
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			if n < seqLen {
-				continue
-			}
-			seq := binary.BigEndian.Uint64(buf)
-			if seq >= uint64(total) {
-				continue
-			}
-			mu.Lock()
-			if answeredBy[seq] == 0 {
-				answeredBy[seq] = buf[16]
-				b := int(time.Since(start) / (binMS * time.Millisecond))
-				if b < nbins {
-					bins[b][string(buf[16:17])]++
-				}
-			}
-			mu.Unlock()
-		}
-	}()
-	res := &SeqResult{StartNS: start.UnixNano(), BinMS: binMS, ByVM: map[string]int64{}, LastA: -1, FirstB: -1}
-	pkt := make([]byte, seqLen)
-	for i := 0; i < total; i++ {
-		due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
-		binary.BigEndian.PutUint64(pkt, uint64(i))
-		now := time.Now().UnixNano()
-		binary.BigEndian.PutUint64(pkt[8:], uint64(now))
-		sentAt[i] = now
-		if _, err := c.Write(pkt); err != nil {
-			res.Error = err.Error()
-		}
-		res.Sent++
-	}
-	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	for i := 0; i < total; i++ {
-		switch v := answeredBy[i]; v {
-		case 0:
+	res := &SeqResult{StartNS: start.UnixNano(), Sent: int64(sent), BinMS: binMS, ByVM: map[string]int64{}, LastA: -1, FirstB: -1}
+	var bins []map[string]int
+	for i := uint64(0); i < sent; i++ {
+		v, ok := tags[i]
+		if !ok {
 			res.Lost++
 			if len(res.LostSeqs) < 100 {
 				res.LostSeqs = append(res.LostSeqs, int64(i))
 			}
-		default:
-			res.Answered++
-			res.ByVM[string(rune(v))]++
-			if v == 'A' {
-				if res.FirstB >= 0 {
-					reorder++
-				}
-				res.LastA, res.LastATime = int64(i), sentAt[i]
-			} else if v == 'B' && res.FirstB < 0 {
-				res.FirstB = int64(i)
+			continue
+		}
+		res.Answered++
+		res.ByVM[string(rune(v))]++
+		b := int(at[i] / (binMS * time.Millisecond))
+		for len(bins) <= b {
+			bins = append(bins, map[string]int{})
+		}
+		bins[b][string(rune(v))]++
+		switch {
+		case v == 'A':
+			if res.FirstB >= 0 {
+				res.Reorder++
 			}
+			res.LastA = int64(i)
+			res.LastATime = res.StartNS + (int64(i)+1)*int64(time.Second)/int64(rate)
+		case v == 'B' && res.FirstB < 0:
+			res.FirstB = int64(i)
 		}
 	}
-	res.Reorder = reorder
-	last := 0
-	for i, b := range bins {
-		if len(b) > 0 {
-			last = i
-		}
+	if bins == nil {
+		bins = []map[string]int{{}}
 	}
-	res.Bins = bins[:last+1]
-	return res, nil
+	res.Bins = bins
+	return res
 }
 
 // TCPEchoResult is what tcpecho (vmA's side of the TCP survival test) reports.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +108,34 @@ func TestSlug(t *testing.T) {
 		if got := (&Summary{Label: tc.label}).slug(); got != tc.want {
 			t.Errorf("slug(%q): got %q, want %q", tc.label, got, tc.want)
 		}
+	}
+}
+
+// TestSeqResult: the reassign stream's summary from netlab's answers: lost
+// sequence numbers, answers per VM and per 50 ms bin, the last vmA and
+// first vmB answer, and vmA answers after vmB's first (reordered).
+func TestSeqResult(t *testing.T) {
+	start := time.Unix(100, 0)
+	tags := map[uint64]byte{0: 'A', 1: 'A', 3: 'A', 4: 'B', 5: 'A', 6: 'B', 7: 'B'}
+	at := map[uint64]time.Duration{}
+	for seq := range tags {
+		at[seq] = time.Duration(seq) * 20 * time.Millisecond
+	}
+	r := seqResult(start, 9, 2000, tags, at)
+	if r.Sent != 9 || r.Answered != 7 || r.Lost != 2 || fmt.Sprint(r.LostSeqs) != "[2 8]" {
+		t.Errorf("sent %d answered %d lost %d %v, want 9 7 2 [2 8]", r.Sent, r.Answered, r.Lost, r.LostSeqs)
+	}
+	if r.ByVM["A"] != 4 || r.ByVM["B"] != 3 || r.LastA != 5 || r.FirstB != 4 || r.Reorder != 1 {
+		t.Errorf("by VM %v last A %d first B %d reordered %d, want A 4 B 3, 5, 4, 1", r.ByVM, r.LastA, r.FirstB, r.Reorder)
+	}
+	if want := start.UnixNano() + 6*int64(time.Second)/2000; r.LastATime != want {
+		t.Errorf("last A due at %d, want %d", r.LastATime, want)
+	}
+	// 20 ms apart: bins of 50 ms hold seqs 0-2, 3-4, 5-7.
+	if got := fmt.Sprint(r.Bins); got != "[map[A:2] map[A:1 B:1] map[A:1 B:2]]" {
+		t.Errorf("bins %s", got)
+	}
+	if r := seqResult(start, 3, 2000, nil, nil); r.Lost != 3 || len(r.Bins) != 1 {
+		t.Errorf("no answers: lost %d, %d bins; want 3 and one empty bin", r.Lost, len(r.Bins))
 	}
 }

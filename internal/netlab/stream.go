@@ -97,11 +97,13 @@ type UDPStream struct {
 	rate int
 	size int
 
+	start   time.Time
 	next    atomic.Uint64 // sequence number of the next datagram
 	answers atomic.Int64
 	last    atomic.Uint32 // tag of the last answer
 	mu      sync.Mutex
-	tagOf   map[uint64]byte
+	tagOf   map[uint64]byte          // the first answer's tag
+	at      map[uint64]time.Duration // when the first answer came, since start
 	perTag  map[byte]int64
 
 	stop     chan struct{}
@@ -115,7 +117,7 @@ func StartUDPStream(c *net.UDPConn, rate, size int) *UDPStream {
 	if size < seqHeader {
 		size = seqHeader
 	}
-	s := &UDPStream{conn: c, rate: rate, size: size, tagOf: map[uint64]byte{}, perTag: map[byte]int64{},
+	s := &UDPStream{conn: c, rate: rate, size: size, start: time.Now(), tagOf: map[uint64]byte{}, at: map[uint64]time.Duration{}, perTag: map[byte]int64{},
 		stop: make(chan struct{}), sendDone: make(chan struct{}), recvDone: make(chan struct{})}
 	go s.send()
 	go s.recv()
@@ -125,7 +127,7 @@ func StartUDPStream(c *net.UDPConn, rate, size int) *UDPStream {
 func (s *UDPStream) send() {
 	defer close(s.sendDone)
 	buf := make([]byte, s.size)
-	start := time.Now()
+	start := s.start
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -166,6 +168,7 @@ func (s *UDPStream) recv() {
 		s.mu.Lock()
 		if _, dup := s.tagOf[seq]; !dup {
 			s.tagOf[seq] = tag
+			s.at[seq] = time.Since(s.start)
 			s.perTag[tag]++
 		}
 		s.mu.Unlock()
@@ -194,16 +197,43 @@ func (s *UDPStream) PerTag() map[byte]int64 {
 
 // Unanswered returns how many of the datagrams numbered below n have had
 // no answer yet.
-func (s *UDPStream) Unanswered(n uint64) int {
+func (s *UDPStream) Unanswered(n uint64) int { return len(s.Lost(n)) }
+
+// Lost returns, in order, the sequence numbers below n that have had no
+// answer yet.
+func (s *UDPStream) Lost(n uint64) []uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := 0
+	var lost []uint64
 	for seq := uint64(0); seq < n; seq++ {
 		if _, ok := s.tagOf[seq]; !ok {
-			k++
+			lost = append(lost, seq)
 		}
 	}
-	return k
+	return lost
+}
+
+// Answered returns how many sequence numbers have had an answer.
+func (s *UDPStream) Answered() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.tagOf)
+}
+
+// Started returns when the stream started: datagram seq is due at
+// Started() + (seq+1)/rate.
+func (s *UDPStream) Started() time.Time { return s.start }
+
+// AnsweredAt returns a copy of when the first answer to each answered
+// sequence number came, as time since Started.
+func (s *UDPStream) AnsweredAt() map[uint64]time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[uint64]time.Duration, len(s.at))
+	for k, v := range s.at {
+		m[k] = v
+	}
+	return m
 }
 
 // LastTag returns the tag of the latest answer (0: none yet).
