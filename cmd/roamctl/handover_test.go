@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,162 +8,55 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"roam/internal/netlab"
 )
 
-// needNetns skips t unless it can create namespaces and TAP devices.
-func needNetns(t *testing.T) {
+// newLab skips t unless it can create namespaces and TAP devices, and
+// returns a lab with namespaces short (named with its prefix and the
+// PID) that t's cleanup deletes.
+func newLab(t *testing.T, short ...string) *netlab.Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: needs root to create network namespaces and TAP devices")
+	if why := netlab.Missing("ip"); why != "" {
+		t.Skip("skipped: " + why)
 	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skipf("skipped: /dev/net/tun is missing: %v", err)
+	lab, err := netlab.New(netlab.Config{Prefix: netlab.UniquePrefix("rh")})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipped: needs ip from the Debian package iproute2")
+	t.Cleanup(func() {
+		if err := lab.Close(false); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	for _, ns := range short {
+		if err := lab.AddNS(ns); err != nil {
+			t.Fatal(err)
+		}
 	}
+	return lab
 }
 
-func ipCmd(t *testing.T, args ...string) {
+// ipCmd runs ip with args in the root namespace.
+func ipCmd(t *testing.T, lab *netlab.Lab, args ...string) {
 	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	if _, err := lab.Run("", "ip", args...); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// addNetns creates a namespace deleted at cleanup.
-func addNetns(t *testing.T, name string) {
+// inNS runs fn on an OS thread in the lab's namespace short: sockets it
+// opens stay there whichever thread uses them later.
+func inNS(t *testing.T, lab *netlab.Lab, short string, fn func() error) {
 	t.Helper()
-	exec.Command("ip", "netns", "del", name).Run()
-	ipCmd(t, "netns", "add", name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	ipCmd(t, "-n", name, "link", "set", "lo", "up")
-}
-
-// inNS runs fn on an OS thread in namespace ns: sockets it opens stay
-// there whichever thread uses them later.
-func inNS(t *testing.T, ns string, fn func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(ns)
-		if err != nil {
-			errc <- err
-			runtime.UnlockOSThread()
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			runtime.UnlockOSThread()
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- err
-			return // the thread dies locked
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("in netns %s: %v", ns, err)
+	if err := lab.InNS(short, fn); err != nil {
+		t.Fatalf("in netns %s: %v", lab.NS(short), err)
 	}
-}
-
-// udpStream sends one datagram with a sequence number every millisecond
-// (1000 pkt/s) to an echo server and records which came back.
-type udpStream struct {
-	name string
-	conn *net.UDPConn
-	sent atomic.Uint64
-	mu   sync.Mutex
-	got  map[uint64]bool
-	stop chan struct{}
-	done sync.WaitGroup
-}
-
-func startUDPStream(name string, c *net.UDPConn) *udpStream {
-	s := &udpStream{name: name, conn: c, got: map[uint64]bool{}, stop: make(chan struct{})}
-	s.done.Add(2)
-	go func() {
-		defer s.done.Done()
-		buf := make([]byte, 64)
-		for {
-			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			n, err := c.Read(buf)
-			if n >= 8 {
-				s.mu.Lock()
-				s.got[binary.BigEndian.Uint64(buf)] = true
-				s.mu.Unlock()
-			}
-			if err != nil {
-				select {
-				case <-s.stop:
-					return
-				default:
-				}
-			}
-		}
-	}()
-	go func() {
-		defer s.done.Done()
-		start := time.Now()
-		buf := make([]byte, 64)
-		for i := uint64(0); i < 60_000; i++ {
-			select {
-			case <-s.stop:
-				return
-			default:
-			}
-			if d := time.Until(start.Add(time.Duration(i) * time.Millisecond)); d > 0 {
-				time.Sleep(d)
-			}
-			binary.BigEndian.PutUint64(buf, i)
-			c.Write(buf)
-			s.sent.Store(i + 1)
-		}
-	}()
-	return s
-}
-
-func (s *udpStream) received() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.got)
-}
-
-// finish stops the stream after the last replies are in and returns the
-// sequence numbers lost.
-func (s *udpStream) finish() (sent uint64, lost []uint64) {
-	last := s.sent.Load()
-	time.Sleep(300 * time.Millisecond)
-	close(s.stop)
-	s.done.Wait()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := uint64(0); i < last; i++ {
-		if !s.got[i] {
-			lost = append(lost, i)
-		}
-	}
-	return last, lost
 }
 
 // tcpEcho exchanges 16-byte messages on one TCP connection.
@@ -213,12 +105,8 @@ func flowKeys(t *testing.T, d *daemon) []string {
 // on without a reset, and the UDP streams lose only what was sent while
 // no roamd ran.
 func TestPrivilegedRestartKeepsFlows(t *testing.T) {
-	needNetns(t)
-	pid := os.Getpid()
-	pubNS, vm1NS, vm2NS := fmt.Sprintf("rhp%d", pid), fmt.Sprintf("rhv1%d", pid), fmt.Sprintf("rhv2%d", pid)
-	for _, ns := range []string{pubNS, vm1NS, vm2NS} {
-		addNetns(t, ns)
-	}
+	lab := newLab(t, "pub", "vm1", "vm2")
+	pubNS, vm1NS, vm2NS := lab.NS("pub"), lab.NS("vm1"), lab.NS("vm2")
 	d := newDaemon(t, "--ports", "drivers", "--uplink", "tap:up0@"+pubNS, "--log-level", "debug")
 	t.Cleanup(func() {
 		d.kill() // the log is read once roamd is gone (its writer is another goroutine)
@@ -226,8 +114,8 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 			t.Logf("roamd log:\n%s", d.log)
 		}
 	})
-	ipCmd(t, "-n", pubNS, "addr", "add", "198.51.100.200/24", "dev", "up0")
-	ipCmd(t, "-n", pubNS, "link", "set", "up0", "up")
+	ipCmd(t, lab, "-n", pubNS, "addr", "add", "198.51.100.200/24", "dev", "up0")
+	ipCmd(t, lab, "-n", pubNS, "link", "set", "up0", "up")
 	sn := d.ok("subnet", "create", "10.0.0.0/24")
 	var guests [2]string
 	for i, ns := range []string{vm1NS, vm2NS} {
@@ -237,9 +125,9 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 		d.ok("eni", "attach", e["id"].(string), "--instance", name)
 		ip := e["private_ips"].([]any)[0].(string)
 		guests[i] = ip
-		ipCmd(t, "-n", ns, "addr", "add", ip+"/24", "dev", "eth0")
-		ipCmd(t, "-n", ns, "link", "set", "eth0", "up")
-		ipCmd(t, "-n", ns, "route", "add", "default", "via", "10.0.0.1")
+		ipCmd(t, lab, "-n", ns, "addr", "add", ip+"/24", "dev", "eth0")
+		ipCmd(t, lab, "-n", ns, "link", "set", "eth0", "up")
+		ipCmd(t, lab, "-n", ns, "route", "add", "default", "via", "10.0.0.1")
 		if i == 0 {
 			a := d.ok("eip", "allocate")
 			d.ok("eip", "associate", a["id"].(string), "--eni", e["id"].(string))
@@ -249,7 +137,7 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 	// The server on the public side: UDP and TCP echo.
 	var udpSrv *net.UDPConn
 	var tcpLn net.Listener
-	inNS(t, pubNS, func() (err error) {
+	inNS(t, lab, "pub", func() (err error) {
 		if udpSrv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(198, 51, 100, 200), Port: 9000}); err != nil {
 			return err
 		}
@@ -284,11 +172,12 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 		}
 	}()
 
-	var streams [2]*udpStream
+	var streams [2]*netlab.UDPStream
+	streamName := [2]string{"eip", "pat"}
 	var tcps [2]net.Conn
-	for i, ns := range []string{vm1NS, vm2NS} {
+	for i, ns := range []string{"vm1", "vm2"} {
 		var uc *net.UDPConn
-		inNS(t, ns, func() (err error) {
+		inNS(t, lab, ns, func() (err error) {
 			if uc, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(198, 51, 100, 200), Port: 9000}); err != nil {
 				return err
 			}
@@ -300,9 +189,10 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 		if err := tcpRound(tcps[i], 0); err != nil {
 			t.Fatalf("guest %s: tcp before the restart: %v", guests[i], err)
 		}
-		streams[i] = startUDPStream([]string{"eip", "pat"}[i], uc)
+		// One datagram with a sequence number every millisecond.
+		streams[i] = netlab.StartUDPStream(uc, 1000, 64)
 	}
-	for k := 0; k < 200 && (streams[0].received() < 300 || streams[1].received() < 300); k++ {
+	for k := 0; k < 200 && (streams[0].Answered() < 300 || streams[1].Answered() < 300); k++ {
 		time.Sleep(50 * time.Millisecond)
 	}
 	before := flowKeys(t, d)
@@ -311,7 +201,7 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 	}
 
 	// Handover: SIGTERM, then a new roamd on the same state directory.
-	seqStop := [2]uint64{streams[0].sent.Load(), streams[1].sent.Load()}
+	seqStop := [2]uint64{streams[0].Sent(), streams[1].Sent()}
 	t0 := time.Now()
 	if err := d.stop(); err != nil {
 		t.Fatalf("roamd exit after SIGTERM: %v\n%s", err, d.log)
@@ -328,7 +218,7 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 	}
 	d.start()
 	down := time.Since(t0)
-	seqReady := [2]uint64{streams[0].sent.Load(), streams[1].sent.Load()}
+	seqReady := [2]uint64{streams[0].Sent(), streams[1].Sent()}
 	for i := range tcps {
 		for k := 1; k <= 20; k++ {
 			if err := tcpRound(tcps[i], k); err != nil {
@@ -340,17 +230,21 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 	after := flowKeys(t, d)
 	var lostN [2]int
 	for i, s := range streams {
-		sent, lost := s.finish()
+		// Stop after the last replies are in; the lost are those sent
+		// before that wait.
+		sent := s.Sent()
+		s.Stop(300 * time.Millisecond)
+		lost := s.Lost(sent)
 		lostN[i] = len(lost)
 		if sent < seqReady[i]+300 {
-			t.Fatalf("%s stream: %d sent, want 300 after the restart", s.name, sent)
+			t.Fatalf("%s stream: %d sent, want 300 after the restart", streamName[i], sent)
 		}
 		for _, q := range lost {
 			// Bound: only datagrams sent between SIGTERM and the new
 			// roamd being ready (plus the one the uplink neighbor
 			// resolution costs, and a few of margin) may be lost.
 			if q+5 < seqStop[i] || q > seqReady[i]+20 {
-				t.Errorf("%s stream: datagram %d lost outside the restart window [%d, %d]", s.name, q, seqStop[i], seqReady[i])
+				t.Errorf("%s stream: datagram %d lost outside the restart window [%d, %d]", streamName[i], q, seqStop[i], seqReady[i])
 			}
 		}
 	}

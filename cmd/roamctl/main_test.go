@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"roam/control"
+	"roam/internal/netlab"
 )
 
 // bin holds roamd and roamctl, built once for the package's tests, in a
@@ -28,13 +29,10 @@ func TestMain(m *testing.M) {
 	}
 	os.Chmod(dir, 0o755)
 	bin = dir
-	for _, p := range []string{"roam/cmd/roamd", "roam/cmd/roamctl"} {
-		out, err := exec.Command("go", "build", "-o", dir, p).CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", p, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
+	if _, _, err := netlab.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
