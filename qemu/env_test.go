@@ -1,33 +1,29 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"roam/control"
+	"roam/internal/netlab"
 )
 
-// env is roamd (in process, real port drivers) with its uplink in an
-// outside namespace that holds 198.51.100.254/24, one subnet 10.0.0.0/24,
-// and roamctl built from this tree.
+// env is a real roamd (a process built from this tree, real port
+// drivers) with its uplink in an outside namespace that holds
+// 198.51.100.254/24, one subnet 10.0.0.0/24, driven by roamctl: a
+// netlab.Lab.
 type env struct {
-	t       *testing.T
-	dir     string
-	sock    string
-	pubns   string
-	roamctl string
-	subnet  string
-	sg      string
-	cfg     control.DaemonConfig
-	d       *control.Daemon
+	t      *testing.T
+	lab    *netlab.Lab
+	dir    string
+	pubns  string
+	subnet string
+	sg     string
+	flags  []string
 }
 
 const outsideIP = "198.51.100.254"
@@ -41,37 +37,52 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
+// bins are roamd and roamctl, built once for the package's tests.
+var (
+	binOnce              sync.Once
+	binRoamd, binRoamctl string
+	binErr               error
+)
+
 func newEnv(t *testing.T, tag string) *env {
 	t.Helper()
 	needQEMU(t)
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "roamqemu-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binRoamd, binRoamctl, binErr = netlab.Build(dir)
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
 	// Short paths: unix socket paths have at most 107 bytes.
-	dir, err := os.MkdirTemp("", "rq")
+	lab, err := netlab.New(netlab.Config{Roamd: binRoamd, Roamctl: binRoamctl, Prefix: netlab.UniquePrefix("rq" + tag), TempPattern: "rq"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	e := &env{t: t, dir: dir, sock: filepath.Join(dir, "s.sock"), pubns: fmt.Sprintf("rq%s%d", tag, os.Getpid())}
-	run(t, "ip", "netns", "add", e.pubns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", e.pubns).Run() })
-	e.roamctl = filepath.Join(dir, "roamctl")
-	run(t, "go", "build", "-o", e.roamctl, "roam/cmd/roamctl")
-	cfg := control.DefaultDaemonConfig()
-	cfg.StateDir, cfg.Socket, cfg.SocketGroup, cfg.NoSync = filepath.Join(dir, "state"), e.sock, "", true
-	cfg.Uplink, cfg.PublicCIDR, cfg.PublicIP = "tap:up0@"+e.pubns, "198.51.100.0/24", "198.51.100.1"
-	os.MkdirAll(cfg.StateDir, 0o700)
-	d, err := control.StartDaemon(cfg, control.DaemonOptions{})
-	if err != nil {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("roamd log:\n%s", lab.RoamdLog())
+		}
+		if err := lab.Close(false); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	if err := lab.AddNS("pub"); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, lab: lab, dir: lab.Dir, pubns: lab.NS("pub")}
+	// On SIGTERM roamd shuts down (no handover): restart starts afresh
+	// from the store.
+	e.flags = []string{"--uplink", "tap:up0@" + e.pubns, "--public-cidr", "198.51.100.0/24", "--public-ip", "198.51.100.1", "--keep-flows=false"}
+	if err := lab.StartRoamd(e.flags...); err != nil {
 		t.Fatalf("roamd: %v", err)
 	}
-	e.d, e.cfg = d, cfg
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.d.Shutdown(ctx)
-	})
 	run(t, "ip", "-n", e.pubns, "addr", "add", outsideIP+"/24", "dev", "up0")
 	run(t, "ip", "-n", e.pubns, "link", "set", "up0", "up")
-	run(t, "ip", "-n", e.pubns, "link", "set", "lo", "up")
 	e.subnet = e.ctl("subnet", "create", "10.0.0.0/24")["id"].(string)
 	// A new group admits no ingress: this one admits everything.
 	e.sg = e.ctl("sg", "create", "--name", "open")["id"].(string)
@@ -82,16 +93,12 @@ func newEnv(t *testing.T, tag string) *env {
 // restart stops roamd and starts it again on the same state.
 func (e *env) restart() {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := e.d.Shutdown(ctx); err != nil {
+	if err := e.lab.Roamd().Stop(); err != nil {
 		e.t.Fatalf("roamd shutdown: %v", err)
 	}
-	d, err := control.StartDaemon(e.cfg, control.DaemonOptions{})
-	if err != nil {
+	if err := e.lab.StartRoamd(e.flags...); err != nil {
 		e.t.Fatalf("roamd restart: %v", err)
 	}
-	e.d = d
 }
 
 // ctl runs roamctl --output json and returns the object it printed.
@@ -105,17 +112,9 @@ func (e *env) ctl(args ...string) map[string]any {
 }
 
 func (e *env) try(args ...string) (map[string]any, error) {
-	cmd := exec.Command(e.roamctl, append([]string{"--socket", e.sock, "--output", "json"}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("roamctl %s: %v: %s%s", strings.Join(args, " "), err, out.String(), errb.String())
-	}
 	var m map[string]any
-	if err := json.Unmarshal(out.Bytes(), &m); err != nil {
-		return nil, fmt.Errorf("roamctl %s: %v: %s", strings.Join(args, " "), err, out.String())
-	}
-	return m, nil
+	err := e.lab.CtlInto(&m, args...)
+	return m, err
 }
 
 // eni creates a record and returns its id, primary IP and MAC.
@@ -133,8 +132,7 @@ func (e *env) eip(eni string) string {
 
 // outside runs a command in the outside namespace.
 func (e *env) outside(args ...string) (string, error) {
-	out, err := exec.Command("ip", append([]string{"netns", "exec", e.pubns}, args...)...).CombinedOutput()
-	return string(out), err
+	return e.lab.Run("pub", args[0], args[1:]...)
 }
 
 // waitAddr polls the guest until dev has an IPv4 address and returns it

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"roam/internal/netlab"
 )
 
 var (
@@ -24,13 +26,8 @@ var (
 // agent.
 func needQEMU(t *testing.T) (*Kit, string) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root (QEMU taps, namespaces, roamd's ports); run make test as root")
-	}
-	for _, c := range []string{"qemu-system-x86_64", "apt-get", "dpkg", "ip"} {
-		if _, err := exec.LookPath(c); err != nil {
-			t.Skipf("needs %s (scripts/deps.sh installs it): %v", c, err)
-		}
+	if why := netlab.Missing("qemu-system-x86_64", "apt-get", "dpkg", "ip"); why != "" {
+		t.Skip("QEMU tests (QEMU taps, namespaces, roamd's ports; run make test as root): " + why)
 	}
 	kitOnce.Do(func() {
 		dir, err := CacheDir()
