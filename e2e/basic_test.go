@@ -26,7 +26,7 @@ type lan struct {
 
 func newLAN(t *testing.T) *lan {
 	t.Helper()
-	w := newWorld(t)
+	w := newLab(t)
 	must(t, w.StartPublic())
 	l := &lan{w: w, sub: map[string]string{}, eni: map[string]string{},
 		ip: map[string]string{"vma": "10.0.0.10", "vmb": "10.0.0.11", "vmc": "10.1.0.12"}}
@@ -214,7 +214,7 @@ func TestPrivilegedSourceDestCheck(t *testing.T) {
 // public IP (1:1 NAT): vmA sees the client's own address; vmA's outbound
 // connections leave from its public IP.
 func TestPrivilegedInboundOneToOne(t *testing.T) {
-	w := newWorld(t)
+	w := newLab(t)
 	p, err := w.SetupPair(netlab.PairOptions{})
 	must(t, err)
 	ln, err := w.ListenTCP("vma", p.IP+":8080")
@@ -242,7 +242,7 @@ func TestPrivilegedInboundOneToOne(t *testing.T) {
 // public address; ping works through the ICMP identifier mapping; vmB
 // reaches vmA's public IP from inside (hairpin).
 func TestPrivilegedOutboundPATAndHairpin(t *testing.T) {
-	w := newWorld(t)
+	w := newLab(t)
 	p, err := w.SetupPair(netlab.PairOptions{})
 	must(t, err)
 	// vmB gets a record of its own, with no public IP.

@@ -65,7 +65,7 @@ func runUDHCPC(t *testing.T, w *netlab.Lab, bb, short string, tries int) (events
 // guest with no record attached gets no offer.
 func TestPrivilegedDHCPLease(t *testing.T) {
 	bb := udhcpc(t)
-	w := newWorld(t)
+	w := newLab(t)
 	must(t, w.StartPublic())
 	subnet, err := w.CtlID("subnet", "create", netlab.SubnetA, "--mtu", "1400", "--dns", "192.0.2.53")
 	must(t, err)

@@ -25,7 +25,7 @@ func TestPrivilegedReassignTenThousandFlows(t *testing.T) {
 		ports    = 100
 		basePort = 20000
 	)
-	w := newWorld(t)
+	w := newLab(t)
 	p, err := w.SetupPair(netlab.PairOptions{Ingress: [][]string{
 		{"--protocol", "udp", "--port", fmt.Sprintf("%d-%d", basePort, basePort+ports-1)},
 	}})

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -22,16 +21,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	switch {
-	case os.Geteuid() != 0:
-		skip = "not root: the end-to-end tests need network namespaces, TAP devices and TCP_REPAIR"
-	default:
-		for _, tool := range []string{"ip", "ping"} {
-			if _, err := exec.LookPath(tool); err != nil {
-				skip = fmt.Sprintf("%s is missing (scripts/deps.sh installs it)", tool)
-			}
-		}
-	}
+	skip = netlab.Missing("ip", "ping")
 	if skip == "" {
 		dir, err := os.MkdirTemp("", "roam-e2e-bin-")
 		if err != nil {
@@ -47,9 +37,9 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// newWorld returns an empty World that t's cleanup closes, keeping the
+// newLab returns an empty Lab that t's cleanup closes, keeping the
 // temp dir and printing roamd's log when t failed.
-func newWorld(t *testing.T) *netlab.Lab {
+func newLab(t *testing.T) *netlab.Lab {
 	t.Helper()
 	if skip != "" {
 		t.Skip(skip)

@@ -26,7 +26,7 @@ func TestPrivilegedReassignUnderLoad(t *testing.T) {
 		before = 1500 * time.Millisecond
 		after  = 1500 * time.Millisecond
 	)
-	w := newWorld(t)
+	w := newLab(t)
 	p, err := w.SetupPair(netlab.PairOptions{})
 	must(t, err)
 	echo := map[string]*netlab.UDPEcho{}
@@ -174,7 +174,7 @@ func TestPrivilegedTCPSurvivesReassign(t *testing.T) {
 		msg  = 64 << 10
 		up   = int64(1) << 40 // pattern offset of the client's uploads
 	)
-	w := newWorld(t)
+	w := newLab(t)
 	p, err := w.SetupPair(netlab.PairOptions{})
 	must(t, err)
 	l, err := w.ListenTCP("vma", fmt.Sprintf("%s:%d", p.IP, port))

@@ -3,6 +3,11 @@
 // ports, DHCP from roam, reassign between running VMs, NIC hot-plug over
 // QMP, and a VM killed mid-stream.
 //
+// The tests' roamd is a real process built from this tree, in a
+// netlab.Lab (internal/netlab) with its uplink in an outside namespace and
+// driven by roamctl; qemu keeps only what is about VMs: the guest, its
+// command channel, booting and stopping it.
+//
 // # The guest
 //
 // Prepare downloads two Debian packages once (apt-get download, into the

@@ -4,7 +4,7 @@
 # client), starts roamd, configures it with roamctl, runs a UDP stream and
 # a TCP download through a public IP, moves the record from the first VM
 # to the second while they run, prints what happens, and tears it all down
-# (also on Ctrl-C). See cmd/roamdemo and e2e/world/demo.go.
+# (also on Ctrl-C). See cmd/roamdemo and internal/netlab/demo.go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"time"
 
 	vswitch "roam/switch"
 )
@@ -50,22 +49,6 @@ func (w *Lab) StartPublic(extra ...string) error {
 	return w.Ping("pub", PublicGW)
 }
 
-// WaitLink waits (at most 5 s) for a link to exist in namespace short: roamd
-// creates its TAP devices when it accepts the port.
-func (w *Lab) WaitLink(short, dev string) error {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := w.Run(short, "ip", "link", "show", dev)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s has no link %s: %w", w.NS(short), dev, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // Ping sends pings from namespace short to dst until one is answered
 // (at most 20 tries, 5 s).
 func (w *Lab) Ping(short, dst string) error {
@@ -101,12 +84,6 @@ ip link set %[2]s up
 ip route add default via %[3]s
 ip neigh replace %[3]s lladdr %[4]s dev %[2]s nud permanent
 `, cidrAddr, Dev, gw, GatewayMAC))
-}
-
-// LinkMAC returns the MAC of dev in namespace short.
-func (w *Lab) LinkMAC(short, dev string) (string, error) {
-	out, err := w.Run(short, "cat", "/sys/class/net/"+dev+"/address")
-	return strings.TrimSpace(out), err
 }
 
 // ENI is the part of roamctl's record object the worlds use.
