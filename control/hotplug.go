@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"roam/qemu/qmp"
+	"roam/internal/qmp"
 	"roam/tap"
 )
 
