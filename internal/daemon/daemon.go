@@ -34,7 +34,7 @@ var MemoryPorts = control.PortFactoryFunc(func(spec string) (tap.Port, error) { 
 // follow the record attached, see configureGuestsLocked).
 var DriverPorts = control.PortFactoryFunc(func(spec string) (tap.Port, error) { return tap.Open(spec, tap.Options{Up: true}) })
 
-// Options are what the program hands to StartDaemon besides the config.
+// Options are what the program hands to Start besides the config.
 type Options struct {
 	Ports  control.PortFactory // nil means MemoryPorts
 	Logger *slog.Logger        // nil means discard
