@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"roam/control"
+	"roam/internal/daemon"
 )
 
 // env is roamd (in process, real port drivers) with its uplink in an
@@ -26,8 +26,8 @@ type env struct {
 	roamctl string
 	subnet  string
 	sg      string
-	cfg     control.DaemonConfig
-	d       *control.Daemon
+	cfg     daemon.Config
+	d       *daemon.Daemon
 }
 
 const outsideIP = "198.51.100.254"
@@ -55,11 +55,11 @@ func newEnv(t *testing.T, tag string) *env {
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", e.pubns).Run() })
 	e.roamctl = filepath.Join(dir, "roamctl")
 	run(t, "go", "build", "-o", e.roamctl, "roam/cmd/roamctl")
-	cfg := control.DefaultDaemonConfig()
+	cfg := daemon.DefaultConfig()
 	cfg.StateDir, cfg.Socket, cfg.SocketGroup, cfg.NoSync = filepath.Join(dir, "state"), e.sock, "", true
 	cfg.Uplink, cfg.PublicCIDR, cfg.PublicIP = "tap:up0@"+e.pubns, "198.51.100.0/24", "198.51.100.1"
 	os.MkdirAll(cfg.StateDir, 0o700)
-	d, err := control.StartDaemon(cfg, control.DaemonOptions{})
+	d, err := daemon.Start(cfg, daemon.Options{})
 	if err != nil {
 		t.Fatalf("roamd: %v", err)
 	}
@@ -87,7 +87,7 @@ func (e *env) restart() {
 	if err := e.d.Shutdown(ctx); err != nil {
 		e.t.Fatalf("roamd shutdown: %v", err)
 	}
-	d, err := control.StartDaemon(e.cfg, control.DaemonOptions{})
+	d, err := daemon.Start(e.cfg, daemon.Options{})
 	if err != nil {
 		e.t.Fatalf("roamd restart: %v", err)
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"roam/control"
+	"roam/api"
 )
 
 // bin holds roamd and roamctl, built once for the package's tests, in a
@@ -49,7 +49,7 @@ type daemon struct {
 	args   []string
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
-	client *control.Client
+	client *api.Client
 }
 
 func newDaemon(t testing.TB, extra ...string) *daemon {
@@ -62,7 +62,7 @@ func newDaemon(t testing.TB, extra ...string) *daemon {
 	d := &daemon{t: t, dir: dir, socket: filepath.Join(dir, "run", "roamd.sock")}
 	d.args = append([]string{"--state-dir", filepath.Join(dir, "state"), "--socket", d.socket,
 		"--public-cidr", "198.51.100.0/24", "--public-ip", "198.51.100.1", "--uplink", "tap:uplink0", "--socket-group", "", "--ports", "memory"}, extra...)
-	d.client = control.NewClient(d.socket)
+	d.client = api.NewClient(d.socket)
 	t.Cleanup(func() {
 		d.kill()
 		d.client.Close()
@@ -163,7 +163,7 @@ func (d *daemon) list(args ...string) []map[string]any {
 
 func (d *daemon) dump() string {
 	d.t.Helper()
-	var dump control.Dump
+	var dump api.Dump
 	if err := d.client.Do(context.Background(), "GET", "/v1/state", nil, &dump); err != nil {
 		d.t.Fatalf("dump: %v", err)
 	}
