@@ -4,7 +4,7 @@ PKGS     := ./...
 FUZZTIME ?= 20s
 BENCHTIME ?= 2s
 
-.PHONY: all build deps test vet race bench fuzz demo clean
+.PHONY: all build deps check test-short test vet staticcheck tidy-check race bench bench-once fuzz demo clean
 
 all: build
 
@@ -14,15 +14,41 @@ deps:
 build:
 	$(GO) build -o bin/ ./cmd/...
 
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 vet:
 	$(GO) vet $(PKGS)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
-# Every test, with the race detector; privileged tests (TestPrivileged...)
-# run when this runs as root and skip, saying why, otherwise.
-test: deps vet
+staticcheck:
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+# go.mod and go.sum are what `go mod tidy` makes of the tree (-diff changes
+# nothing and fails, showing the difference, when they are not).
+tidy-check:
+	$(GO) mod tidy -diff
+
+# The first tier: static checks, in well under a minute once modules are cached.
+check: vet staticcheck tidy-check
+
+# The second tier, for a developer's loop: every test but the race detector,
+# the soak and the QEMU guests (privileged tests run when this runs as root).
+test-short:
+	$(GO) test -short -count=1 -skip 'TestSoak|TestPrivilegedQEMU' $(PKGS)
+
+# The full suite, which .ci/run calls: the checks, every test with the race
+# detector (privileged tests, TestPrivileged..., run as root and skip, saying
+# why, otherwise), the allocation guards without it, each benchmark once and
+# each fuzz target for a few seconds.
+test: deps check
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)
 	$(GO) test -count=1 -run 'NoAllocs' $(PKGS)
+	$(MAKE) --no-print-directory bench-once
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(or $(FUZZTIME_SHORT),3s)
+
+# Each benchmark run once, so none of them rots.
+bench-once:
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x $(PKGS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./internal/packet ./nat ./switch ./bench

@@ -14,7 +14,7 @@ import (
 	"roam/nat"
 	vswitch "roam/switch"
 	"roam/tap"
-	"roam/tap/taptest"
+	"roam/tap/memport"
 )
 
 // Defaults of ReplayOptions.
@@ -123,7 +123,7 @@ func Replay(c *Capture, o ReplayOptions) (*Result, error) {
 //
 // Ports. Every inside address that appears as a source or destination of an
 // IPv4 packet becomes a record with its own in-memory port (a
-// taptest.Sink); the uplink is another sink. An IPv4 frame whose source is
+// memport.Sink); the uplink is another sink. An IPv4 frame whose source is
 // a record enters on that record's port; every other IPv4 frame enters on
 // the uplink; other frames (ARP, IPv6, ...) enter on the port of the record
 // whose MAC sent them, else on the uplink.
@@ -156,7 +156,7 @@ type Replayer struct {
 	sw      *vswitch.Switch
 	cfg     *vswitch.Config
 	ports   []string // ports[0] is the uplink
-	sinks   []*taptest.Sink
+	sinks   []*memport.Sink
 	frames  [][]byte // prepared copies of the capture's frames
 	times   []int64
 	meta    []frameMeta
@@ -526,7 +526,7 @@ func (r *Replayer) start() error {
 		Logger:   r.o.Logger,
 	})
 	for _, name := range r.ports {
-		s := taptest.NewSink(name)
+		s := memport.NewSink(name)
 		r.sinks = append(r.sinks, s)
 		if err := r.sw.AddPort(s); err != nil {
 			return err

@@ -1,8 +1,22 @@
 // Package control is roam's network interface virtualization service: the
 // records (ENIs) and every other object (subnets, security groups,
 // instances and their ports, attachments, public IPs), their validation and
-// authorization, the embedded store, the audit log, the HTTP/JSON API on a
-// unix socket, and the publication of each new state to the data path.
+// authorization, the embedded store, the audit log, and the publication of
+// each new state to the data path. It is a library: it serves no socket and
+// reads no config.
+//
+// # What lives where
+//
+//	api/                the wire: object and *Input types, error codes, api.Error, the client
+//	control/            the service: model (aliases of api's types), validation, authorization,
+//	                    transactions, operations, hot-plug, publishing, the store, the audit log
+//	internal/apiserver  HTTP routes translating requests to Service calls; the socket, SO_PEERCRED
+//	internal/daemon     roamd: config, start-up, reload, handover, metrics, capture
+//	internal/qmp        the QEMU monitor client hot-plug uses
+//
+// The object types (Subnet, ENI, ...) and the *Input types are api's,
+// named here by type aliases so that control reads as before; the JSON
+// shape, the routes and the error codes are documented in package api.
 //
 // # Transactions
 //
@@ -85,46 +99,11 @@
 // in force with a full rebuild from the store, record by record: after any
 // operation and after any restart, the store and the data path agree.
 //
-// # Graceful restart: flows are kept
-//
-// A restart or an upgrade of roamd keeps every tracked flow, NAT binding and
-// PAT port (in use or on its REQ-8 hold), by a conntrack snapshot plus
-// persistent TAP devices. With keep-flows (the default) SIGTERM or SIGINT
-// runs Daemon.Handover instead of Shutdown:
-//
-//  1. the API stops (operations in progress finish);
-//  2. every tap: port, the uplink included, gets TUNSETPERSIST, so that
-//     closing it leaves the device with the guest side's addresses, routes
-//     and neighbours in place (frames the guest sends meanwhile are
-//     dropped by the kernel: that is the downtime);
-//  3. the ports are closed and the readers waited for: the table no longer
-//     changes;
-//  4. the table is written to FlowsFile (flows.snap) in the state
-//     directory: tmp file, fsync, rename. The format (vswitch.ExportFlows,
-//     nat.Snapshot) is versioned and checksummed, and names each flow's
-//     record by ID, since owner slots are numbered per process.
-//
-// The next roamd, the same binary or a new one, opens the store, reopens
-// the ports (TUNSETIFF attaches to the persistent devices), imports
-// flows.snap and removes it, clears the devices' persistence, and only then
-// starts reading frames. A snapshot that is corrupt, truncated or of
-// another version is refused with an error in the log, and roamd starts
-// with an empty table; flows that expired while roamd was down are not
-// imported. After kill -9 there is no snapshot: the devices go with the
-// process and the table starts empty (the state in the store is intact).
-// netdev: ports are existing links and are kept as they are; stream: ports
-// (QEMU reconnects) and tun: uplinks are not kept. Measured with a 1000
-// pkt/s UDP stream and a TCP connection per guest through a public IP and
-// through PAT (TestPrivilegedRestartKeepsFlows): the data path stops for
-// some 40 to 200 ms (the new process's start), the UDP streams lose what
-// was sent in that window, the TCP connections carry on without a reset,
-// and conntrack before and after are the same. keep-flows = false removes
-// the devices on SIGTERM as before.
-//
 // # Authorization
 //
-// The caller is the uid of the connecting process, read with SO_PEERCRED
-// when the connection is accepted. Uid 0 is the administrator and may do
+// The caller is a Principal: the uid of the connecting process, which the
+// API server (internal/apiserver) reads with SO_PEERCRED when the connection
+// is accepted. Uid 0 is the administrator and may do
 // everything. Other uids:
 //
 //	subnets, security groups, rules, public IP allocate/release   root only
@@ -145,50 +124,6 @@
 // members can connect, no one else can. Without the group only root can.
 // Add users to the group with "usermod -aG roam USER".
 //
-// # Errors
-//
-// Every failure is an *Error with a stable Code (InvalidParameter,
-// InvalidSubnet, AddressInUse, NotFound, Unauthorized, IncorrectState,
-// DependencyViolation, AddressLimitExceeded, DataPathRefused,
-// InternalError) and a Message naming the field and the value. errors.Is
-// matches the Err* sentinel of the code. Over the API an error is the body
-// {"error": {"code": "...", "message": "..."}} with a 4xx/5xx status; roamctl
-// prints it as is with --output json (connection failures use the code
-// ConnectionFailed) and exits 1.
-//
-// # JSON shape
-//
-// Keys are snake_case; every object has an "id" (an instance's id is its
-// name); addresses are strings ("10.0.0.5", "10.0.0.0/24"); times are RFC
-// 3339 UTC; lists are never null. Scripts may rely on these keys; new keys
-// may be added.
-//
-//	subnet     {id: "subnet-1a2b3c4d", cidr, gateway, mtu, dns: [], description, tags: {}, created_at}
-//	group      {id: "sg-…", name, description, ingress: [rule], egress: [rule], created_at}
-//	rule       {id: "sgr-…", direction: "ingress"|"egress", protocol: "all"|"tcp"|"udp"|"icmp"|"N",
-//	            from_port, to_port, cidr?, group_id?}
-//	           (tcp/udp: destination port range; icmp: type and code, -1 = any)
-//	instance   {id: NAME, name, owner: UID, created_at, qmp?, attachments: ["attach-…"],
-//	            ports: [{device_index, spec, name, status: "up"|"down"|"unplugged", error?, attachment_id?, eni_id?, hotplug?}]}
-//	eni        {id: "eni-…", subnet_id, private_ip, private_ips: [primary, secondaries…], mac,
-//	            security_groups: [], source_dest_check, description, tags: {},
-//	            status: "available"|"in-use", attachments: [attachment], associations: [association],
-//	            permissions: {owners: [UID], attachers: [], detachers: [], ip_setters: []},
-//	            flow_budget, flow_policy?: "keep"|"reevaluate"|"reset", created_at}
-//	attachment {id: "attach-…", instance_id, device_index, port: SPEC, delete_on_termination,
-//	            status: "attached", attached_at}
-//	association {allocation_id: "eipalloc-…", public_ip, private_ip}
-//	eip        {id: "eipalloc-…", public_ip, eni_id?, private_ip?, created_at}
-//	event      {id: N, time, uid, operation, target, result: "ok"|CODE, message?}
-//	flow       {proto, orig_src, orig_dst, reply_src, reply_dst, state, eni_id, expires}
-//	stats      {id: "global"|ENI, packets, packets_in, packets_out, bytes_in, bytes_out,
-//	            forwarded, translations, flows, flow_limit?, drops: {reason: n}}
-//	flush      {id: "all"|ENI, flushed: n}
-//	state      {gen, subnets, security_groups, instances, enis, eips, problems?}   (GET /v1/state)
-//
-// Statuses "attaching" and "detaching" belong to DESIGN.md's vocabulary but
-// are never observed: an attach or a detach is one transaction.
-//
 // # Security group changes
 //
 // Rules and a record's groups are part of the published config. What a
@@ -207,30 +142,30 @@
 //
 // Flushing a record's conntrack remains the manual way to do the same.
 //
-// # API
+// # Errors
 //
-//	GET    /v1/subnets | /v1/subnets/{id}        POST /v1/subnets          DELETE /v1/subnets/{id}
-//	GET    /v1/security-groups[/{id|name}]        POST /v1/security-groups  DELETE /v1/security-groups/{id}
-//	POST   /v1/security-groups/{id}/rules         DELETE /v1/security-groups/{id}/rules/{rule}
-//	GET    /v1/instances[/{name}]                 POST /v1/instances        DELETE /v1/instances/{name}
-//	GET    /v1/enis?instance_id=&subnet_id=&private_ip=&public_ip=&status=&group=
-//	GET    /v1/enis/{id}   POST /v1/enis   PATCH /v1/enis/{id}   DELETE /v1/enis/{id}
-//	POST   /v1/enis/{id}/attach|detach|reassign|assign-ips|unassign-ips|grant|revoke
-//	POST   /v1/ips/{ip}/reassign
-//	GET    /v1/eips[/{id|ip}]   POST /v1/eips   DELETE /v1/eips/{id|ip}   POST /v1/eips/{id|ip}/associate|disassociate
-//	GET    /v1/events?after=&limit=     GET /v1/state
-//	GET    /v1/conntrack?eni_id=        DELETE /v1/conntrack?eni_id=      GET /v1/stats?eni_id=
-//	GET    /v1/capture?port=&count=     (a pcap stream)
+// Every failure is an *Error (api.Error) with a stable Code and a Message
+// naming the field and the value; errors.Is matches the api.Err* sentinel of
+// the code. The constructors (errorf, invalid, notFound, internal) are
+// control's.
 //
-// Request bodies are the *Input types of this package; unknown fields are
-// refused (InvalidParameter naming the field).
+// # Graceful restart
+//
+// PersistDevices sets or clears TUNSETPERSIST on every tap: port the
+// service holds; internal/daemon's Handover uses it to keep the devices,
+// and every flow, for the next roamd (see that package).
 //
 // # Seams
 //
 // DataPath is what the service publishes to (*vswitch.Switch satisfies it);
-// PortFactory opens the ports that specs name (the daemon's default,
-// MemoryPorts, gives in-memory taptest ports; real drivers come in behind
-// the same interface); Store keeps the state (BoltStore, and MemStore for
-// tests; a shared etcd backend fits the same interface); Inspector and
-// Capturer give the API the data path's tables, counters and frames.
+// PortFactory opens the ports that specs name (internal/daemon gives the
+// real drivers, or in-memory tap/memport ports with --ports memory); Store
+// keeps the state (BoltStore, and MemStore for tests; a shared etcd backend
+// fits the same interface); Inspector gives FlushFlows and the API the data
+// path's tables and counters. Census, Gateway, Dump, ResolvePort and
+// AuthorizeCapture are what the daemon and the API server read.
+//
+// Tests: the HTTP server imports control, so control's tests that drive the
+// service through the API (concurrency, socket benchmarks) reach it through
+// serve_ext_test.go (package control_test), which sets ServeAPI.
 package control

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"roam/qemu/qmp"
+	"roam/internal/qmp"
 	"roam/tap"
 )
 
@@ -82,7 +82,7 @@ func (s *Service) plug(tx *txn, inst *Instance, idx int, e *ENI) (int, error) {
 		if o := tx.specOwner(spec); o != "" {
 			return 0, errorf(CodeAddressInUse, "instance %s: hot-plug port %s is already a port of instance %s", inst.ID, spec, o)
 		}
-		c := tx.instance(inst.ID).clone()
+		c := tx.instance(inst.ID).Clone()
 		c.Ports = append(c.Ports, Port{DeviceIndex: idx, Spec: spec, Hotplug: true})
 		tx.putInstance(c)
 	} else {
@@ -90,12 +90,12 @@ func (s *Service) plug(tx *txn, inst *Instance, idx int, e *ENI) (int, error) {
 	}
 	if _, err := s.openPortLocked(spec); err != nil {
 		delete(s.ports, spec)
-		return 0, &Error{Code: CodeIncorrectState, Message: fmt.Sprintf("instance %s: hot-plug port %s: %v", inst.ID, spec, err), cause: err}
+		return 0, &Error{Code: CodeIncorrectState, Message: fmt.Sprintf("instance %s: hot-plug port %s: %v", inst.ID, spec, err), Cause: err}
 	}
 	tx.undo = append(tx.undo, func() { s.closePortLocked(spec) })
 	id, mon := hotplugID(idx), inst.QMP
 	if err := qmp.PlugNIC(mon, id, strings.TrimPrefix(spec, KindStream+":"), e.MAC, hotplugTimeout); err != nil {
-		return 0, &Error{Code: CodeIncorrectState, Message: fmt.Sprintf("instance %s: hot-plug of a NIC for %s through QMP %s: %v", inst.ID, e.ID, mon, err), cause: err}
+		return 0, &Error{Code: CodeIncorrectState, Message: fmt.Sprintf("instance %s: hot-plug of a NIC for %s through QMP %s: %v", inst.ID, e.ID, mon, err), Cause: err}
 	}
 	tx.undo = append(tx.undo, func() {
 		if err := qmp.UnplugNIC(mon, id, hotplugTimeout); err != nil {
@@ -126,7 +126,7 @@ func (s *Service) unplugFreed(tx *txn, instID string, idx int) {
 		}
 		s.closePortLocked(spec)
 	})
-	c := inst.clone()
+	c := inst.Clone()
 	for n := len(c.Ports); n > 0; n-- {
 		last := c.Ports[n-1]
 		if owner, _ := tx.slotOwner(instID, last.DeviceIndex); !last.Hotplug || owner != "" {

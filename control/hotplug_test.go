@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"roam/qemu/qmp/qmptest"
+	"roam/internal/qmp/qmptest"
 )
 
 // TestHotplug drives attach, detach and reassign on instances that name a

@@ -1,51 +1,104 @@
 package control
 
 import (
-	vswitch "roam/switch"
+	"fmt"
+	"strconv"
+	"strings"
 )
 
-// SwitchInspector adapts a *vswitch.Switch to Inspector.
-type SwitchInspector struct{ Switch *vswitch.Switch }
-
-// Flows implements Inspector.
-func (si SwitchInspector) Flows(eniID string) []Flow {
-	fs := si.Switch.Flows(eniID)
-	out := make([]Flow, 0, len(fs))
-	for _, f := range fs {
-		out = append(out, Flow{
-			Proto: f.Proto, OrigSrc: f.Src.String(), OrigDst: f.Dst.String(),
-			ReplySrc: f.ReplySrc.String(), ReplyDst: f.ReplyDst.String(),
-			State: f.State, ENIID: f.Record, Expires: f.Expires.UTC(),
-		})
-	}
-	return out
+// Inspector reads the data path's tables and counters for the API. The
+// daemon adapts the switch to it; nil means the data path offers none.
+type Inspector interface {
+	Flows(eniID string) []Flow
+	FlushFlows(eniID string) int
+	Stats(eniID string) Stats
 }
 
-// FlushFlows implements Inspector.
-func (si SwitchInspector) FlushFlows(eniID string) int { return si.Switch.FlushFlows(eniID) }
-
-// Stats implements Inspector.
-func (si SwitchInspector) Stats(eniID string) Stats {
-	var c vswitch.Counters
-	id := eniID
-	if eniID == "" {
-		c = si.Switch.Counters()
-		id = "global"
-	} else {
-		c = si.Switch.RecordCounters(eniID)
+// Dump returns the whole committed state, every list by id.
+func (s *Service) Dump() *Dump {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v := s.st.view()
+	d := &Dump{Gen: s.st.gen, Problems: s.checkLocked(), Subnets: []*Subnet{}, SecurityGroups: []*Group{},
+		Instances: []*Instance{}, ENIs: []*ENI{}, EIPs: []*Address{}}
+	for _, x := range sortedValues(s.st.subnets) {
+		d.Subnets = append(d.Subnets, x.Clone())
 	}
-	if c.Drops == nil {
-		c.Drops = map[string]uint64{}
+	for _, x := range sortedValues(s.st.groups) {
+		d.SecurityGroups = append(d.SecurityGroups, x.Clone())
 	}
-	return Stats{
-		ID: id, PacketsIn: c.PacketsIn, PacketsOut: c.PacketsOut, BytesIn: c.BytesIn, BytesOut: c.BytesOut,
-		Packets: c.Packets, Forwarded: c.Forwarded, Flows: uint64(c.Flows), FlowLimit: uint64(c.FlowLimit),
-		Translations: c.Translated, Drops: c.Drops,
+	for _, x := range sortedValues(s.st.instances) {
+		d.Instances = append(d.Instances, s.instanceView(v, x))
 	}
+	for _, x := range sortedValues(s.st.enis) {
+		d.ENIs = append(d.ENIs, s.eniView(v, x))
+	}
+	for _, x := range sortedValues(s.st.eips) {
+		d.EIPs = append(d.EIPs, x.Clone())
+	}
+	return d
 }
 
-// The switch takes the fast path: a reassign rebuilds one record there.
-var (
-	_ DataPath     = (*vswitch.Switch)(nil)
-	_ DeltaApplier = (*vswitch.Switch)(nil)
-)
+// FlushFlows removes conntrack entries of one record (root or its owners)
+// or of all records (root). It is audited but changes no stored state.
+func (s *Service) FlushFlows(p Principal, eniID string, insp Inspector) (*FlushResult, error) {
+	return update(s, p, "FlushConntrack", func(tx *txn) (func() *FlushResult, error) {
+		tx.target = eniID
+		if eniID == "" {
+			if err := requireRoot(p, "flush all of conntrack"); err != nil {
+				return nil, err
+			}
+		} else if _, err := s.eniFor(tx, eniID, PermOwner); err != nil {
+			return nil, err
+		}
+		n := insp.FlushFlows(eniID)
+		id := eniID
+		if id == "" {
+			id = "all"
+		}
+		ev := &Event{Time: s.now().UTC(), UID: p.UID, Operation: "FlushConntrack", Target: id, Result: "ok", Message: fmt.Sprintf("%d flows", n)}
+		if err := s.store.AppendEvent(ev); err != nil {
+			s.log.Error("audit log append failed", "err", err)
+		}
+		return func() *FlushResult { return &FlushResult{ID: id, Flushed: n} }, nil
+	})
+}
+
+// AuthorizeCapture refuses a capture to anyone but root.
+func (s *Service) AuthorizeCapture(p Principal) error { return requireRoot(p, "capture frames") }
+
+// ResolvePort maps a capture target to a port spec: a spec, an instance
+// port as NAME/INDEX, a record id (its first attachment's port), or
+// "uplink".
+func (s *Service) ResolvePort(ref string) (string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if ref == "" {
+		return "", invalid("port", ref, "give a port spec, INSTANCE/INDEX, a record id or uplink")
+	}
+	if ref == "uplink" {
+		if s.gw.Uplink == "" {
+			return "", errorf(CodeNotFound, "port %q: roamd runs without --uplink", ref)
+		}
+		return s.gw.Uplink, nil
+	}
+	if e := s.st.enis[ref]; e != nil {
+		if len(e.Attachments) == 0 {
+			return "", errorf(CodeIncorrectState, "port %q: record is not attached", ref)
+		}
+		a := e.Attachments[0]
+		return s.st.instances[a.InstanceID].Ports[a.DeviceIndex].Spec, nil
+	}
+	if name, idx, ok := strings.Cut(ref, "/"); ok && !strings.Contains(name, ":") {
+		in := s.st.instances[name]
+		i, err := strconv.Atoi(idx)
+		if in == nil || err != nil || i < 0 || i >= len(in.Ports) {
+			return "", notFound("port", ref)
+		}
+		return in.Ports[i].Spec, nil
+	}
+	if _, ok := s.ports[ref]; ok || ref == s.gw.Uplink {
+		return ref, nil
+	}
+	return "", notFound("port", ref)
+}

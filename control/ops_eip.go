@@ -5,11 +5,6 @@ import (
 	"strings"
 )
 
-// AllocateInput allocates a public IP.
-type AllocateInput struct {
-	Address string `json:"address,omitempty"` // a given address of the pool; default the lowest free one
-}
-
 // Allocate takes a public IP from the pool (--public-cidr), never the
 // gateway's own --public-ip nor the pool's network and broadcast addresses.
 // Only root may.
@@ -53,7 +48,7 @@ func (s *Service) Allocate(p Principal, in AllocateInput) (*Address, error) {
 		a := &Address{ID: s.newID(PrefixEIP, func(id string) bool { return tx.eip(id) != nil }), PublicIP: ip, CreatedAt: s.now().UTC()}
 		tx.target = a.ID
 		tx.putEIP(a)
-		return func() *Address { return a.clone() }, nil
+		return func() *Address { return a.Clone() }, nil
 	})
 }
 
@@ -104,15 +99,8 @@ func (s *Service) Release(p Principal, ref string) (*Address, error) {
 			return nil, errorf(CodeDependencyViolation, "public ip %s (%s) is associated with %s (%s); disassociate it first", a.PublicIP, a.ID, a.ENIID, a.PrivateIP)
 		}
 		tx.delEIP(a.ID)
-		return func() *Address { return a.clone() }, nil
+		return func() *Address { return a.Clone() }, nil
 	})
-}
-
-// AssociateInput associates a public IP with a record's private IP.
-type AssociateInput struct {
-	ENIID              string `json:"eni_id"`
-	PrivateIP          string `json:"private_ip,omitempty"` // default the record's primary
-	AllowReassociation bool   `json:"allow_reassociation,omitempty"`
 }
 
 // Associate binds a public IP 1:1 to a private IP of a record. Refused when
@@ -137,7 +125,7 @@ func (s *Service) Associate(p Principal, ref string, in AssociateInput) (*Addres
 			if priv, err = parseAddr("private_ip", in.PrivateIP); err != nil {
 				return nil, err
 			}
-			if !e.hasIP(priv) {
+			if !e.HasIP(priv) {
 				return nil, invalid("private_ip", priv, "not an address of "+e.ID)
 			}
 		}
@@ -158,14 +146,14 @@ func (s *Service) Associate(p Principal, ref string, in AssociateInput) (*Addres
 			if !in.AllowReassociation {
 				return nil, errorf(CodeAddressInUse, "private_ip %s of %s already has public ip %s (%s); use allow_reassociation to replace it", priv, e.ID, tx.eip(other).PublicIP, other)
 			}
-			o := tx.eip(other).clone()
+			o := tx.eip(other).Clone()
 			o.ENIID, o.PrivateIP = "", netip.Addr{}
 			tx.putEIP(o)
 		}
-		a = a.clone()
+		a = a.Clone()
 		a.ENIID, a.PrivateIP = e.ID, priv
 		tx.putEIP(a)
-		return func() *Address { return a.clone() }, nil
+		return func() *Address { return a.Clone() }, nil
 	})
 }
 
@@ -184,10 +172,10 @@ func (s *Service) Disassociate(p Principal, ref string) (*Address, error) {
 				return nil, err
 			}
 		}
-		a = a.clone()
+		a = a.Clone()
 		a.ENIID, a.PrivateIP = "", netip.Addr{}
 		tx.putEIP(a)
-		return func() *Address { return a.clone() }, nil
+		return func() *Address { return a.Clone() }, nil
 	})
 }
 
@@ -197,7 +185,7 @@ func (s *Service) Addresses() []*Address {
 	defer s.mu.RUnlock()
 	out := sortedValues(s.st.eips)
 	for i, a := range out {
-		out[i] = a.clone()
+		out[i] = a.Clone()
 	}
 	return out
 }
@@ -210,7 +198,7 @@ func (s *Service) Address(ref string) (*Address, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.clone(), nil
+	return a.Clone(), nil
 }
 
 // Events returns up to limit audit events with id > after, oldest first.

@@ -13,20 +13,6 @@ import (
 // MaxIPsPerENI is the most private IPs (primary included) a record holds.
 const MaxIPsPerENI = 64
 
-// CreateENIInput creates an interface record.
-type CreateENIInput struct {
-	SubnetID            string            `json:"subnet_id"`
-	PrivateIP           string            `json:"private_ip,omitempty"`
-	SecondaryPrivateIPs []string          `json:"secondary_private_ips,omitempty"`
-	SecondaryCount      int               `json:"secondary_count,omitempty"`
-	SecurityGroups      []string          `json:"security_groups,omitempty"`
-	Description         string            `json:"description,omitempty"`
-	Tags                map[string]string `json:"tags,omitempty"`
-	SourceDestCheck     *bool             `json:"source_dest_check,omitempty"`
-	Owner               *uint32           `json:"owner,omitempty"` // root only; default the caller
-	FlowBudget          int               `json:"flow_budget,omitempty"`
-}
-
 // CreateENI creates a record. Any uid may; the caller (or, for root, Owner)
 // becomes its owner.
 func (s *Service) CreateENI(p Principal, in CreateENIInput) (*ENI, error) {
@@ -243,13 +229,6 @@ func (s *Service) DeleteENI(p Principal, id string) (*ENI, error) {
 	})
 }
 
-// AttachInput attaches a record to an instance's port.
-type AttachInput struct {
-	InstanceID          string `json:"instance_id"`
-	DeviceIndex         *int   `json:"device_index,omitempty"` // default: lowest free operational
-	DeleteOnTermination bool   `json:"delete_on_termination,omitempty"`
-}
-
 // Attach attaches a record at a device index of an instance.
 func (s *Service) Attach(p Principal, id string, in AttachInput) (*ENI, error) {
 	return update(s, p, "AttachNetworkInterface", func(tx *txn) (func() *ENI, error) {
@@ -257,7 +236,7 @@ func (s *Service) Attach(p Principal, id string, in AttachInput) (*ENI, error) {
 		if err != nil {
 			return nil, err
 		}
-		e = e.clone()
+		e = e.Clone()
 		if err := s.attach(tx, e, in); err != nil {
 			return nil, err
 		}
@@ -294,7 +273,7 @@ func (s *Service) attach(tx *txn, e *ENI, in AttachInput) error {
 // only one when id is "".
 func pickAttachment(e *ENI, id string) (int, error) {
 	if id != "" {
-		i, a := e.attachment(id)
+		i, a := e.FindAttachment(id)
 		if a == nil {
 			return -1, errorf(CodeNotFound, "attachment_id %q is not an attachment of record %s", id, e.ID)
 		}
@@ -311,12 +290,6 @@ func pickAttachment(e *ENI, id string) (int, error) {
 		ids[i] = a.ID
 	}
 	return -1, invalid("attachment_id", "", "record "+e.ID+" has several attachments ("+strings.Join(ids, ", ")+"); name one")
-}
-
-// DetachInput detaches a record.
-type DetachInput struct {
-	AttachmentID string `json:"attachment_id,omitempty"` // needed when the record has several
-	Force        bool   `json:"force,omitempty"`         // detach even when the port is not operational
 }
 
 // Detach removes an attachment; the record becomes available when it was
@@ -339,19 +312,12 @@ func (s *Service) Detach(p Principal, id string, in DetachInput) (*ENI, error) {
 			return nil, errorf(CodeIncorrectState, "attachment %s: port %s of instance %s is not operational; use force to detach anyway",
 				a.ID, inst.Ports[a.DeviceIndex].Spec, inst.ID)
 		}
-		e = e.clone()
+		e = e.Clone()
 		e.Attachments = slices.Delete(e.Attachments, i, i+1)
 		tx.putENI(e)
 		s.unplugFreed(tx, a.InstanceID, a.DeviceIndex)
 		return s.eniViewFn(id), nil
 	})
-}
-
-// ReassignInput moves a record to another instance.
-type ReassignInput struct {
-	InstanceID   string `json:"instance_id"`
-	DeviceIndex  *int   `json:"device_index,omitempty"`
-	AttachmentID string `json:"attachment_id,omitempty"` // needed when the record has several
 }
 
 // Reassign moves the record's attachment to another instance in one
@@ -381,7 +347,7 @@ func (s *Service) reassign(tx *txn, e *ENI, in ReassignInput) error {
 	if inst == nil {
 		return notFound("instance", in.InstanceID)
 	}
-	e = e.clone()
+	e = e.Clone()
 	if i < 0 {
 		if err := s.attach(tx, e, AttachInput{InstanceID: in.InstanceID, DeviceIndex: in.DeviceIndex}); err != nil {
 			return err
@@ -407,14 +373,6 @@ func (s *Service) reassign(tx *txn, e *ENI, in ReassignInput) error {
 	tx.putENI(e)
 	s.unplugFreed(tx, from, fromIdx)
 	return nil
-}
-
-// ReassignIPInput moves a private IP to an instance.
-type ReassignIPInput struct {
-	InstanceID     string   `json:"instance_id"`
-	DeviceIndex    *int     `json:"device_index,omitempty"`
-	SecurityGroups []string `json:"security_groups,omitempty"` // for a record created on the way
-	Description    string   `json:"description,omitempty"`
 }
 
 // ReassignIP moves the record that holds ip to the instance; when no record
@@ -461,13 +419,6 @@ func (s *Service) ReassignIP(p Principal, ipStr string, in ReassignIPInput) (*EN
 	})
 }
 
-// AssignIPsInput adds secondary private IPs to a record.
-type AssignIPsInput struct {
-	PrivateIPs        []string `json:"private_ips,omitempty"`
-	Count             int      `json:"count,omitempty"`
-	AllowReassignment bool     `json:"allow_reassignment,omitempty"`
-}
-
 // AssignIPs adds secondary IPs. With AllowReassignment an IP held as a
 // secondary by another record of the same subnet moves, with its public IP
 // association; a primary IP never moves.
@@ -484,7 +435,7 @@ func (s *Service) AssignIPs(p Principal, id string, in AssignIPsInput) (*ENI, er
 			return nil, invalid("count", in.Count, "must be >= 0")
 		}
 		sn := tx.subnet(e.SubnetID)
-		e = e.clone()
+		e = e.Clone()
 		for _, raw := range in.PrivateIPs {
 			ip, err := parseAddr("private_ips", raw)
 			if err != nil {
@@ -493,7 +444,7 @@ func (s *Service) AssignIPs(p Principal, id string, in AssignIPsInput) (*ENI, er
 			if err := usable(sn, "private_ips", ip); err != nil {
 				return nil, err
 			}
-			if e.hasIP(ip) {
+			if e.HasIP(ip) {
 				return nil, errorf(CodeAddressInUse, "private_ips %s is already assigned to %s", ip, id)
 			}
 			if o := tx.ipOwner(ip); o != "" {
@@ -507,11 +458,11 @@ func (s *Service) AssignIPs(p Principal, id string, in AssignIPsInput) (*ENI, er
 				if err := authorize(p, other, PermSetIP); err != nil {
 					return nil, err
 				}
-				other = other.clone()
+				other = other.Clone()
 				other.PrivateIPs = slices.DeleteFunc(other.PrivateIPs, func(x netip.Addr) bool { return x == ip })
 				tx.putENI(other)
 				if aid := tx.eipByPrivate(ip); aid != "" {
-					a := tx.eip(aid).clone()
+					a := tx.eip(aid).Clone()
 					a.ENIID = e.ID
 					tx.putEIP(a)
 				}
@@ -531,11 +482,6 @@ func (s *Service) AssignIPs(p Principal, id string, in AssignIPsInput) (*ENI, er
 	})
 }
 
-// UnassignIPsInput removes secondary private IPs from a record.
-type UnassignIPsInput struct {
-	PrivateIPs []string `json:"private_ips"`
-}
-
 // UnassignIPs removes secondary IPs (never the primary); a public IP
 // associated with one is disassociated.
 func (s *Service) UnassignIPs(p Principal, id string, in UnassignIPsInput) (*ENI, error) {
@@ -547,7 +493,7 @@ func (s *Service) UnassignIPs(p Principal, id string, in UnassignIPsInput) (*ENI
 		if len(in.PrivateIPs) == 0 {
 			return nil, invalid("private_ips", "", "give at least one address")
 		}
-		e = e.clone()
+		e = e.Clone()
 		for _, raw := range in.PrivateIPs {
 			ip, err := parseAddr("private_ips", raw)
 			if err != nil {
@@ -556,12 +502,12 @@ func (s *Service) UnassignIPs(p Principal, id string, in UnassignIPsInput) (*ENI
 			if ip == e.PrivateIP {
 				return nil, invalid("private_ips", ip, "the primary ip of "+id+" cannot be unassigned")
 			}
-			if !e.hasIP(ip) {
+			if !e.HasIP(ip) {
 				return nil, errorf(CodeNotFound, "private_ips %s is not assigned to %s", ip, id)
 			}
 			e.PrivateIPs = slices.DeleteFunc(e.PrivateIPs, func(x netip.Addr) bool { return x == ip })
 			if aid := tx.eipByPrivate(ip); aid != "" {
-				a := tx.eip(aid).clone()
+				a := tx.eip(aid).Clone()
 				a.ENIID, a.PrivateIP = "", netip.Addr{}
 				tx.putEIP(a)
 			}
@@ -569,25 +515,6 @@ func (s *Service) UnassignIPs(p Principal, id string, in UnassignIPsInput) (*ENI
 		tx.putENI(e)
 		return s.eniViewFn(id), nil
 	})
-}
-
-// ModifyENIInput changes a record's settings; nil fields are left alone.
-type ModifyENIInput struct {
-	SourceDestCheck *bool              `json:"source_dest_check,omitempty"`
-	SecurityGroups  *[]string          `json:"security_groups,omitempty"`
-	Description     *string            `json:"description,omitempty"`
-	Tags            *map[string]string `json:"tags,omitempty"`
-	FlowBudget      *int               `json:"flow_budget,omitempty"`
-	// FlowPolicy is "keep", "reevaluate" or "reset".
-	FlowPolicy *string `json:"flow_policy,omitempty"`
-	// Attachment changes DeleteOnTermination of one attachment.
-	Attachment *ModifyAttachment `json:"attachment,omitempty"`
-}
-
-// ModifyAttachment changes one attachment.
-type ModifyAttachment struct {
-	AttachmentID        string `json:"attachment_id"`
-	DeleteOnTermination bool   `json:"delete_on_termination"`
 }
 
 // ModifyENI changes a record's settings. A change of groups applies to new
@@ -598,7 +525,7 @@ func (s *Service) ModifyENI(p Principal, id string, in ModifyENIInput) (*ENI, er
 		if err != nil {
 			return nil, err
 		}
-		e = e.clone()
+		e = e.Clone()
 		changed := false
 		if in.SourceDestCheck != nil {
 			e.SourceDestCheck, changed = *in.SourceDestCheck, true
@@ -637,7 +564,7 @@ func (s *Service) ModifyENI(p Principal, id string, in ModifyENIInput) (*ENI, er
 			e.FlowPolicy, changed = *in.FlowPolicy, true
 		}
 		if in.Attachment != nil {
-			_, a := e.attachment(in.Attachment.AttachmentID)
+			_, a := e.FindAttachment(in.Attachment.AttachmentID)
 			if a == nil {
 				return nil, errorf(CodeNotFound, "attachment_id %q is not an attachment of record %s", in.Attachment.AttachmentID, id)
 			}
@@ -649,12 +576,6 @@ func (s *Service) ModifyENI(p Principal, id string, in ModifyENIInput) (*ENI, er
 		tx.putENI(e)
 		return s.eniViewFn(id), nil
 	})
-}
-
-// PermissionInput grants or revokes one permission to one uid.
-type PermissionInput struct {
-	Permission string `json:"permission"` // owner, attach, detach or set-ip
-	UID        uint32 `json:"uid"`
 }
 
 // Grant adds a uid to one of a record's permission lists. Only owners (and
@@ -678,7 +599,7 @@ func (s *Service) permission(p Principal, id string, in PermissionInput, grant b
 		if err != nil {
 			return nil, err
 		}
-		e = e.clone()
+		e = e.Clone()
 		var list *[]uint32
 		switch in.Permission {
 		case PermOwner:
@@ -789,7 +710,7 @@ func (s *Service) ENI(id string) (*ENI, error) {
 }
 
 func (s *Service) eniView(tx *txn, e *ENI) *ENI {
-	c := e.clone()
+	c := e.Clone()
 	c.Status = StatusAvailable
 	if len(c.Attachments) > 0 {
 		c.Status = StatusInUse

@@ -6,16 +6,6 @@ import (
 	"slices"
 )
 
-// CreateInstanceInput creates an instance with ports by device index.
-type CreateInstanceInput struct {
-	Name  string   `json:"name"`
-	Ports []string `json:"ports"`
-	// QMP is the unix socket of the VM's QEMU monitor: attaching a record
-	// then hot-plugs a NIC (see hotplug.go). An instance with a monitor may
-	// have no port.
-	QMP string `json:"qmp,omitempty"`
-}
-
 // MaxPorts is the most ports an instance may have.
 const MaxPorts = 16
 
@@ -60,7 +50,7 @@ func (s *Service) CreateInstance(p Principal, in CreateInstanceInput) (*Instance
 			if _, err := s.openPortLocked(pt.Spec); err != nil {
 				delete(s.ports, pt.Spec)
 				return nil, &Error{Code: CodeInvalidParameter,
-					Message: fmt.Sprintf("ports[%d] %q: cannot open the port: %v", i, pt.Spec, err), cause: err}
+					Message: fmt.Sprintf("ports[%d] %q: cannot open the port: %v", i, pt.Spec, err), Cause: err}
 			}
 			spec := pt.Spec
 			tx.undo = append(tx.undo, func() { s.closePortLocked(spec) })
@@ -101,7 +91,7 @@ func (s *Service) TerminateInstance(p Principal, name string) (*Instance, error)
 				}
 				continue
 			}
-			e = e.clone()
+			e = e.Clone()
 			e.Attachments = slices.DeleteFunc(e.Attachments, func(x Attachment) bool { return x.InstanceID == name })
 			tx.putENI(e)
 		}
@@ -138,7 +128,7 @@ func (s *Service) Instance(name string) (*Instance, error) {
 }
 
 func (s *Service) instanceView(tx *txn, in *Instance) *Instance {
-	c := in.clone()
+	c := in.Clone()
 	c.Attachments = []string{}
 	for i := range c.Ports {
 		pt := &c.Ports[i]
@@ -210,7 +200,7 @@ func (s *Service) portErr(spec string) string {
 func (s *Service) deleteENI(tx *txn, e *ENI) error {
 	for _, ip := range e.PrivateIPs {
 		if id := tx.eipByPrivate(ip); id != "" {
-			a := tx.eip(id).clone()
+			a := tx.eip(id).Clone()
 			a.ENIID, a.PrivateIP = "", netip.Addr{}
 			tx.putEIP(a)
 		}

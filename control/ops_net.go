@@ -7,15 +7,6 @@ import (
 	"strconv"
 )
 
-// CreateSubnetInput creates a subnet.
-type CreateSubnetInput struct {
-	CIDR        string            `json:"cidr"`
-	MTU         int               `json:"mtu,omitempty"`
-	DNS         []string          `json:"dns,omitempty"`
-	Description string            `json:"description,omitempty"`
-	Tags        map[string]string `json:"tags,omitempty"`
-}
-
 func requireRoot(p Principal, what string) error {
 	if !p.IsRoot() {
 		return errorf(CodeUnauthorized, "uid %d may not %s: only root (the administrator) may", p.UID, what)
@@ -83,7 +74,7 @@ func (s *Service) CreateSubnet(p Principal, in CreateSubnetInput) (*Subnet, erro
 		}
 		tx.target = sn.ID
 		tx.putSubnet(sn)
-		return func() *Subnet { return sn.clone() }, nil
+		return func() *Subnet { return sn.Clone() }, nil
 	})
 }
 
@@ -109,7 +100,7 @@ func (s *Service) DeleteSubnet(p Principal, id string) (*Subnet, error) {
 			return nil, errorf(CodeDependencyViolation, "subnet %s is used by %d record(s): %s", id, len(users), firstFew(users))
 		}
 		tx.delSubnet(id)
-		return func() *Subnet { return sn.clone() }, nil
+		return func() *Subnet { return sn.Clone() }, nil
 	})
 }
 
@@ -119,7 +110,7 @@ func (s *Service) Subnets() []*Subnet {
 	defer s.mu.RUnlock()
 	out := sortedValues(s.st.subnets)
 	for i, v := range out {
-		out[i] = v.clone()
+		out[i] = v.Clone()
 	}
 	return out
 }
@@ -132,13 +123,7 @@ func (s *Service) Subnet(id string) (*Subnet, error) {
 	if sn == nil {
 		return nil, notFound("subnet", id)
 	}
-	return sn.clone(), nil
-}
-
-// CreateGroupInput creates a security group.
-type CreateGroupInput struct {
-	Name        string `json:"name"`
-	Description string `json:"description,omitempty"`
+	return sn.Clone(), nil
 }
 
 // CreateGroup creates a security group that allows all egress and no
@@ -174,7 +159,7 @@ func (s *Service) CreateGroup(p Principal, in CreateGroupInput) (*Group, error) 
 			Protocol: "all", CIDR: netip.MustParsePrefix("0.0.0.0/0")}}
 		tx.target = g.ID
 		tx.putGroup(g)
-		return func() *Group { return g.clone() }, nil
+		return func() *Group { return g.Clone() }, nil
 	})
 }
 
@@ -210,18 +195,8 @@ func (s *Service) DeleteGroup(p Principal, id string) (*Group, error) {
 			return nil, errorf(CodeDependencyViolation, "security group %s is used by %s", id, firstFew(users))
 		}
 		tx.delGroup(id)
-		return func() *Group { return g.clone() }, nil
+		return func() *Group { return g.Clone() }, nil
 	})
-}
-
-// RuleInput adds a rule to a group.
-type RuleInput struct {
-	Direction string `json:"direction"` // ingress or egress
-	Protocol  string `json:"protocol"`  // all, tcp, udp, icmp or a number
-	FromPort  *int   `json:"from_port,omitempty"`
-	ToPort    *int   `json:"to_port,omitempty"`
-	CIDR      string `json:"cidr,omitempty"`
-	GroupID   string `json:"group_id,omitempty"`
 }
 
 // AddRule adds a rule to a group. Tracked flows keep the verdict they got
@@ -240,7 +215,7 @@ func (s *Service) AddRule(p Principal, groupID string, in RuleInput) (*Group, er
 		if err != nil {
 			return nil, err
 		}
-		g = g.clone()
+		g = g.Clone()
 		list := &g.Ingress
 		if r.Direction == "egress" {
 			list = &g.Egress
@@ -253,16 +228,11 @@ func (s *Service) AddRule(p Principal, groupID string, in RuleInput) (*Group, er
 		if len(*list) >= 100 {
 			return nil, errorf(CodeAddressLimit, "security group %s already has 100 %s rules", groupID, r.Direction)
 		}
-		r.ID = s.newID(PrefixRule, func(id string) bool { return g.hasRule(id) })
+		r.ID = s.newID(PrefixRule, func(id string) bool { return g.HasRule(id) })
 		*list = append(*list, r)
 		tx.putGroup(g)
-		return func() *Group { return g.clone() }, nil
+		return func() *Group { return g.Clone() }, nil
 	})
-}
-
-func (g *Group) hasRule(id string) bool {
-	f := func(r Rule) bool { return r.ID == id }
-	return slices.ContainsFunc(g.Ingress, f) || slices.ContainsFunc(g.Egress, f)
 }
 
 func (s *Service) rule(tx *txn, in RuleInput) (Rule, error) {
@@ -336,15 +306,15 @@ func (s *Service) RemoveRule(p Principal, groupID, ruleID string) (*Group, error
 		if g == nil {
 			return nil, notFound("security group", groupID)
 		}
-		if !g.hasRule(ruleID) {
+		if !g.HasRule(ruleID) {
 			return nil, notFound("rule", ruleID)
 		}
-		g = g.clone()
+		g = g.Clone()
 		f := func(r Rule) bool { return r.ID == ruleID }
 		g.Ingress = slices.DeleteFunc(g.Ingress, f)
 		g.Egress = slices.DeleteFunc(g.Egress, f)
 		tx.putGroup(g)
-		return func() *Group { return g.clone() }, nil
+		return func() *Group { return g.Clone() }, nil
 	})
 }
 
@@ -354,7 +324,7 @@ func (s *Service) Groups() []*Group {
 	defer s.mu.RUnlock()
 	out := sortedValues(s.st.groups)
 	for i, v := range out {
-		out[i] = v.clone()
+		out[i] = v.Clone()
 	}
 	return out
 }
@@ -364,11 +334,11 @@ func (s *Service) Group(id string) (*Group, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if g := s.st.groups[id]; g != nil {
-		return g.clone(), nil
+		return g.Clone(), nil
 	}
 	for _, g := range s.st.groups {
 		if g.Name == id {
-			return g.clone(), nil
+			return g.Clone(), nil
 		}
 	}
 	return nil, notFound("security group", id)

@@ -514,7 +514,7 @@ func (st *state) check() []string {
 		}
 		pub[a.PublicIP] = true
 		if a.ENIID != "" {
-			if e, ok := st.enis[a.ENIID]; !ok || !e.hasIP(a.PrivateIP) {
+			if e, ok := st.enis[a.ENIID]; !ok || !e.HasIP(a.PrivateIP) {
 				bad = append(bad, fmt.Sprintf("eip %s associated with missing %s/%s", a.ID, a.ENIID, a.PrivateIP))
 			}
 		}

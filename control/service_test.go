@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	"roam/api"
 )
 
 // world is the state every table case starts from.
@@ -117,7 +119,7 @@ func operations(t *testing.T, storeKind string, delta bool) {
 				if e := AsError(err); e.Message == "" {
 					t.Errorf("got empty message for code %s", e.Code)
 				}
-				if !errors.Is(err, sentinels[tc.want]) {
+				if !errors.Is(err, api.Sentinel(tc.want)) {
 					t.Errorf("errors.Is(err, %s) = false", tc.want)
 				}
 				if after := dumpJSON(t, f.svc); after != before {
@@ -581,10 +583,10 @@ func opCases() []opCase {
 			return s.AssignIPs(p, w.eniA, AssignIPsInput{PrivateIPs: []string{"10.0.0.20"}, AllowReassignment: true})
 		}, check: func(t *testing.T, f *fixture, w *world, out any) {
 			a := out.(*ENI)
-			if !a.hasIP(netip.MustParseAddr("10.0.0.20")) || len(a.Associations) != 2 {
+			if !a.HasIP(netip.MustParseAddr("10.0.0.20")) || len(a.Associations) != 2 {
 				t.Errorf("got %+v, want 10.0.0.20 and its public ip", a)
 			}
-			if b := eniOf(t, f, w.eniB); b.hasIP(netip.MustParseAddr("10.0.0.20")) {
+			if b := eniOf(t, f, w.eniB); b.HasIP(netip.MustParseAddr("10.0.0.20")) {
 				t.Errorf("10.0.0.20 still on %s", w.eniB)
 			}
 		}},

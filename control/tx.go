@@ -99,7 +99,7 @@ func (tx *txn) delEIP(id string) {
 // ipOwner returns the record holding the private IP, or "".
 func (tx *txn) ipOwner(ip netip.Addr) string {
 	for id, e := range tx.enis {
-		if e != nil && e.hasIP(ip) {
+		if e != nil && e.HasIP(ip) {
 			return id
 		}
 	}
@@ -192,7 +192,7 @@ func (tx *txn) idUsed(id string) bool {
 func (tx *txn) attachmentUsed(id string) bool {
 	for _, e := range tx.enis {
 		if e != nil {
-			if _, a := e.attachment(id); a != nil {
+			if _, a := e.FindAttachment(id); a != nil {
 				return true
 			}
 		}
@@ -376,7 +376,7 @@ func (s *Service) commitLocked(tx *txn, op string) error {
 				// a restart republishes it and reports the refusal.
 				s.log.Error("store rollback failed", "op", op, "err", rerr)
 			}
-			return &Error{Code: CodeDataPath, Message: fmt.Sprintf("the data path refused the configuration of %s: %v", op, err), cause: err}
+			return &Error{Code: CodeDataPath, Message: fmt.Sprintf("the data path refused the configuration of %s: %v", op, err), Cause: err}
 		}
 	}
 	// Install.

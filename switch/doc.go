@@ -71,7 +71,7 @@
 //     evaluated again.
 //   - ExportFlows and ImportFlows save and restore the conntrack table
 //     with the record each flow is charged to, for a graceful restart of
-//     roamd (see package control).
+//     roamd (see internal/daemon).
 //   - PAT filtering is address-and-port-dependent by default (as Linux
 //     conntrack); Options.AddressDependentFiltering and
 //     Options.EndpointIndependentFiltering switch to address-dependent or

@@ -1,8 +1,9 @@
 // Package tap holds roam's port drivers: the Port interface through which
 // frames enter and leave the data path, and its implementations (TAP devices
 // with vnet_hdr offloads, AF_PACKET on existing links, QEMU stream sockets,
-// TUN uplinks). tap/taptest provides the in-memory twin used by tests and by
-// pcap replay.
+// TUN uplinks). tap/memport provides the in-memory twin used by roamd
+// --ports memory, pcap replay and tests (tap/taptest re-exports it for
+// tests).
 //
 // Frames are read and written in batches ([]Frame); a driver never allocates
 // per frame, and buffers belong to the caller.

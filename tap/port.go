@@ -54,7 +54,7 @@ func NewFrames(n, size int) []Frame {
 }
 
 // Port is where frames enter and leave roam: a TAP device, an existing link,
-// a QEMU stream socket, an uplink, or an in-memory twin (tap/taptest).
+// a QEMU stream socket, an uplink, or an in-memory twin (tap/memport).
 //
 // Read blocks until at least one frame is available and fills frames[0:n]:
 // for each, the driver writes the frame at Buf[Off:] (it may move Off within

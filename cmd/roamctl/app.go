@@ -14,14 +14,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"roam/control"
+	"roam/api"
 )
 
 type ctl struct {
 	out      io.Writer
 	socket   string
 	json     bool
-	client   *control.Client
+	client   *api.Client
 	notFound error
 }
 
@@ -47,7 +47,7 @@ func newApp(stdout, stderr io.Writer) (*cli.App, *ctl) {
 				return fmt.Errorf("--output %q: want table or json", c.String("output"))
 			}
 			x.socket = c.String("socket")
-			x.client = control.NewClient(x.socket)
+			x.client = api.NewClient(x.socket)
 			return nil
 		},
 		Commands: []*cli.Command{
@@ -87,7 +87,7 @@ func (x *ctl) do(method, path string, in, out any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err := x.client.Do(ctx, method, path, in, out)
-	var e *control.Error
+	var e *api.Error
 	if err != nil && !errors.As(err, &e) {
 		return connError{fmt.Errorf("cannot reach roamd at %s: %w", x.socket, unwrapAll(err))}
 	}

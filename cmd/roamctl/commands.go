@@ -13,7 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"roam/control"
+	"roam/api"
 )
 
 const (
@@ -44,16 +44,16 @@ func (x *ctl) subnetCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return call[control.Subnet](x, post, "/v1/subnets", control.CreateSubnetInput{
+					return call[api.Subnet](x, post, "/v1/subnets", api.CreateSubnetInput{
 						CIDR: a[0], MTU: c.Int("mtu"), DNS: c.StringSlice("dns"), Description: c.String("description"), Tags: t})
 				},
 			},
 			{Name: "list", Usage: "list subnets", Action: func(c *cli.Context) error {
-				return call[[]control.Subnet](x, get, "/v1/subnets", nil)
+				return call[[]api.Subnet](x, get, "/v1/subnets", nil)
 			}},
-			x.showCmd("subnet", "SUBNET-ID", func(id string) error { return call[control.Subnet](x, get, control.Path("subnets", id), nil) }),
+			x.showCmd("subnet", "SUBNET-ID", func(id string) error { return call[api.Subnet](x, get, api.Path("subnets", id), nil) }),
 			x.deleteCmd("delete", "delete a subnet no record uses", "SUBNET-ID", nil, func(c *cli.Context, id string) error {
-				return call[control.Subnet](x, del, control.Path("subnets", id), nil)
+				return call[api.Subnet](x, del, api.Path("subnets", id), nil)
 			}),
 		},
 	}
@@ -91,18 +91,18 @@ func (x *ctl) sgCmd() *cli.Command {
 					if _, err := exactArgs(c, 0); err != nil {
 						return err
 					}
-					return call[control.Group](x, post, "/v1/security-groups", control.CreateGroupInput{
+					return call[api.Group](x, post, "/v1/security-groups", api.CreateGroupInput{
 						Name: c.String("name"), Description: c.String("description")})
 				},
 			},
 			{Name: "list", Usage: "list security groups", Action: func(c *cli.Context) error {
-				return call[[]control.Group](x, get, "/v1/security-groups", nil)
+				return call[[]api.Group](x, get, "/v1/security-groups", nil)
 			}},
 			x.showCmd("security group", "SG-ID|NAME", func(id string) error {
-				return call[control.Group](x, get, control.Path("security-groups", id), nil)
+				return call[api.Group](x, get, api.Path("security-groups", id), nil)
 			}),
 			x.deleteCmd("delete", "delete a security group no record or rule uses", "SG-ID", nil, func(c *cli.Context, id string) error {
-				return call[control.Group](x, del, control.Path("security-groups", id), nil)
+				return call[api.Group](x, del, api.Path("security-groups", id), nil)
 			}),
 			{
 				Name: "rule", Usage: "add or remove rules",
@@ -125,7 +125,7 @@ func (x *ctl) sgCmd() *cli.Command {
 							if err != nil {
 								return err
 							}
-							return call[control.Group](x, post, control.Path("security-groups", a[0], "rules"), control.RuleInput{
+							return call[api.Group](x, post, api.Path("security-groups", a[0], "rules"), api.RuleInput{
 								Direction: c.String("direction"), Protocol: c.String("protocol"), FromPort: from, ToPort: to,
 								CIDR: c.String("cidr"), GroupID: c.String("source-group")})
 						},
@@ -137,7 +137,7 @@ func (x *ctl) sgCmd() *cli.Command {
 							if err != nil {
 								return err
 							}
-							return call[control.Group](x, del, control.Path("security-groups", a[0], "rules", a[1]), nil)
+							return call[api.Group](x, del, api.Path("security-groups", a[0], "rules", a[1]), nil)
 						},
 					},
 				},
@@ -162,16 +162,16 @@ func (x *ctl) instanceCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return call[control.Instance](x, post, "/v1/instances", control.CreateInstanceInput{Name: a[0], Ports: c.StringSlice("port"), QMP: c.String("qmp")})
+					return call[api.Instance](x, post, "/v1/instances", api.CreateInstanceInput{Name: a[0], Ports: c.StringSlice("port"), QMP: c.String("qmp")})
 				},
 			},
 			{Name: "list", Usage: "list instances", Action: func(c *cli.Context) error {
-				return call[[]control.Instance](x, get, "/v1/instances", nil)
+				return call[[]api.Instance](x, get, "/v1/instances", nil)
 			}},
-			x.showCmd("instance", "NAME", func(id string) error { return call[control.Instance](x, get, control.Path("instances", id), nil) }),
+			x.showCmd("instance", "NAME", func(id string) error { return call[api.Instance](x, get, api.Path("instances", id), nil) }),
 			x.deleteCmd("terminate", "terminate an instance: records with delete-on-termination are deleted, the others become available",
 				"NAME", nil, func(c *cli.Context, id string) error {
-					return call[control.Instance](x, del, control.Path("instances", id), nil)
+					return call[api.Instance](x, del, api.Path("instances", id), nil)
 				}),
 		},
 	}
@@ -193,7 +193,7 @@ func (x *ctl) eniCmd() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return call[control.ENI](x, post, control.Path("enis", a[0], verb), control.PermissionInput{Permission: c.String("permission"), UID: uid})
+			return call[api.ENI](x, post, api.Path("enis", a[0], verb), api.PermissionInput{Permission: c.String("permission"), UID: uid})
 		}
 	}
 	return &cli.Command{
@@ -222,7 +222,7 @@ func (x *ctl) eniCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
-					in := control.CreateENIInput{SubnetID: c.String("subnet"), PrivateIP: c.String("private-ip"),
+					in := api.CreateENIInput{SubnetID: c.String("subnet"), PrivateIP: c.String("private-ip"),
 						SecondaryPrivateIPs: c.StringSlice("secondary-ip"), SecondaryCount: c.Int("secondary-count"),
 						SecurityGroups: c.StringSlice("sg"), Description: c.String("description"), Tags: t, FlowBudget: c.Int("flow-budget")}
 					if c.IsSet("source-dest-check") {
@@ -233,7 +233,7 @@ func (x *ctl) eniCmd() *cli.Command {
 						o := uint32(c.Uint("owner"))
 						in.Owner = &o
 					}
-					return call[control.ENI](x, post, "/v1/enis", in)
+					return call[api.ENI](x, post, "/v1/enis", in)
 				},
 			},
 			{
@@ -251,12 +251,12 @@ func (x *ctl) eniCmd() *cli.Command {
 							q.Set(key, v)
 						}
 					}
-					return call[[]control.ENI](x, get, "/v1/enis?"+q.Encode(), nil)
+					return call[[]api.ENI](x, get, "/v1/enis?"+q.Encode(), nil)
 				},
 			},
-			x.showCmd("record", "ENI-ID", func(id string) error { return call[control.ENI](x, get, control.Path("enis", id), nil) }),
+			x.showCmd("record", "ENI-ID", func(id string) error { return call[api.ENI](x, get, api.Path("enis", id), nil) }),
 			x.deleteCmd("delete", "delete a record that is not attached (its public IPs are disassociated)", "ENI-ID", nil,
-				func(c *cli.Context, id string) error { return call[control.ENI](x, del, control.Path("enis", id), nil) }),
+				func(c *cli.Context, id string) error { return call[api.ENI](x, del, api.Path("enis", id), nil) }),
 			{
 				Name: "attach", Usage: "attach a record to a port of an instance", ArgsUsage: "ENI-ID",
 				Flags: []cli.Flag{
@@ -269,7 +269,7 @@ func (x *ctl) eniCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return call[control.ENI](x, post, control.Path("enis", a[0], "attach"), control.AttachInput{
+					return call[api.ENI](x, post, api.Path("enis", a[0], "attach"), api.AttachInput{
 						InstanceID: c.String("instance"), DeviceIndex: optInt(c, "device-index"), DeleteOnTermination: c.Bool("delete-on-termination")})
 				},
 			},
@@ -284,7 +284,7 @@ func (x *ctl) eniCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return call[control.ENI](x, post, control.Path("enis", a[0], "detach"), control.DetachInput{
+					return call[api.ENI](x, post, api.Path("enis", a[0], "detach"), api.DetachInput{
 						AttachmentID: c.String("attachment"), Force: c.Bool("force")})
 				},
 			},
@@ -300,7 +300,7 @@ func (x *ctl) eniCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return call[control.ENI](x, post, control.Path("enis", a[0], "reassign"), control.ReassignInput{
+					return call[api.ENI](x, post, api.Path("enis", a[0], "reassign"), api.ReassignInput{
 						InstanceID: c.String("instance"), DeviceIndex: optInt(c, "device-index"), AttachmentID: c.String("attachment")})
 				},
 			},
@@ -322,7 +322,7 @@ func (x *ctl) eniCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
-					var in control.ModifyENIInput
+					var in api.ModifyENIInput
 					if c.IsSet("source-dest-check") {
 						v := c.Bool("source-dest-check")
 						in.SourceDestCheck = &v
@@ -354,9 +354,9 @@ func (x *ctl) eniCmd() *cli.Command {
 						if !c.IsSet("attachment") {
 							return fmt.Errorf("--delete-on-termination needs --attachment ATTACH-ID")
 						}
-						in.Attachment = &control.ModifyAttachment{AttachmentID: c.String("attachment"), DeleteOnTermination: c.Bool("delete-on-termination")}
+						in.Attachment = &api.ModifyAttachment{AttachmentID: c.String("attachment"), DeleteOnTermination: c.Bool("delete-on-termination")}
 					}
-					return call[control.ENI](x, "PATCH", control.Path("enis", a[0]), in)
+					return call[api.ENI](x, "PATCH", api.Path("enis", a[0]), in)
 				},
 			},
 			{
@@ -371,7 +371,7 @@ func (x *ctl) eniCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return call[control.ENI](x, post, control.Path("enis", a[0], "assign-ips"), control.AssignIPsInput{
+					return call[api.ENI](x, post, api.Path("enis", a[0], "assign-ips"), api.AssignIPsInput{
 						PrivateIPs: c.StringSlice("ip"), Count: c.Int("count"), AllowReassignment: c.Bool("allow-reassignment")})
 				},
 			},
@@ -383,7 +383,7 @@ func (x *ctl) eniCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return call[control.ENI](x, post, control.Path("enis", a[0], "unassign-ips"), control.UnassignIPsInput{PrivateIPs: c.StringSlice("ip")})
+					return call[api.ENI](x, post, api.Path("enis", a[0], "unassign-ips"), api.UnassignIPsInput{PrivateIPs: c.StringSlice("ip")})
 				},
 			},
 			{Name: "grant", Usage: "give a uid a permission on a record", ArgsUsage: "ENI-ID", Flags: permFlags, Action: perm("grant")},
@@ -411,7 +411,7 @@ func (x *ctl) ipCmd() *cli.Command {
 				if err != nil {
 					return err
 				}
-				return call[control.ENI](x, post, control.Path("ips", a[0], "reassign"), control.ReassignIPInput{
+				return call[api.ENI](x, post, api.Path("ips", a[0], "reassign"), api.ReassignIPInput{
 					InstanceID: c.String("instance"), DeviceIndex: optInt(c, "device-index"),
 					SecurityGroups: c.StringSlice("sg"), Description: c.String("description")})
 			},
@@ -431,7 +431,7 @@ func (x *ctl) eipCmd() *cli.Command {
 					if _, err := exactArgs(c, 0); err != nil {
 						return err
 					}
-					return call[control.Address](x, post, "/v1/eips", control.AllocateInput{Address: c.String("address")})
+					return call[api.Address](x, post, "/v1/eips", api.AllocateInput{Address: c.String("address")})
 				},
 			},
 			{
@@ -446,20 +446,20 @@ func (x *ctl) eipCmd() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return call[control.Address](x, post, control.Path("eips", a[0], "associate"), control.AssociateInput{
+					return call[api.Address](x, post, api.Path("eips", a[0], "associate"), api.AssociateInput{
 						ENIID: c.String("eni"), PrivateIP: c.String("private-ip"), AllowReassociation: c.Bool("allow-reassociation")})
 				},
 			},
 			x.deleteCmd("disassociate", "disassociate a public IP", "EIPALLOC-ID|PUBLIC-IP", nil, func(c *cli.Context, id string) error {
-				return call[control.Address](x, post, control.Path("eips", id, "disassociate"), nil)
+				return call[api.Address](x, post, api.Path("eips", id, "disassociate"), nil)
 			}),
 			x.deleteCmd("release", "return a public IP to the pool", "EIPALLOC-ID|PUBLIC-IP", nil, func(c *cli.Context, id string) error {
-				return call[control.Address](x, del, control.Path("eips", id), nil)
+				return call[api.Address](x, del, api.Path("eips", id), nil)
 			}),
 			{Name: "list", Usage: "list public IPs", Action: func(c *cli.Context) error {
-				return call[[]control.Address](x, get, "/v1/eips", nil)
+				return call[[]api.Address](x, get, "/v1/eips", nil)
 			}},
-			x.showCmd("public IP", "EIPALLOC-ID|PUBLIC-IP", func(id string) error { return call[control.Address](x, get, control.Path("eips", id), nil) }),
+			x.showCmd("public IP", "EIPALLOC-ID|PUBLIC-IP", func(id string) error { return call[api.Address](x, get, api.Path("eips", id), nil) }),
 		},
 	}
 }
@@ -478,10 +478,10 @@ func (x *ctl) conntrackCmd() *cli.Command {
 		Usage: "connection tracking entries",
 		Subcommands: []*cli.Command{
 			{Name: "list", Usage: "list tracked flows", Flags: flags, Action: func(c *cli.Context) error {
-				return call[[]control.Flow](x, get, "/v1/conntrack"+eniQuery(c), nil)
+				return call[[]api.Flow](x, get, "/v1/conntrack"+eniQuery(c), nil)
 			}},
 			{Name: "flush", Usage: "remove tracked flows", Flags: flags, Action: func(c *cli.Context) error {
-				return call[control.FlushResult](x, del, "/v1/conntrack"+eniQuery(c), nil)
+				return call[api.FlushResult](x, del, "/v1/conntrack"+eniQuery(c), nil)
 			}},
 		},
 	}
@@ -493,7 +493,7 @@ func (x *ctl) statsCmd() *cli.Command {
 		Usage: "data path counters: global, or of one record",
 		Flags: []cli.Flag{&cli.StringFlag{Name: "eni"}},
 		Action: func(c *cli.Context) error {
-			return call[control.Stats](x, get, "/v1/stats"+eniQuery(c), nil)
+			return call[api.Stats](x, get, "/v1/stats"+eniQuery(c), nil)
 		},
 	}
 }
@@ -507,7 +507,7 @@ func (x *ctl) eventsCmd() *cli.Command {
 			&cli.IntFlag{Name: "limit", Value: 100},
 		},
 		Action: func(c *cli.Context) error {
-			return call[[]control.Event](x, get, fmt.Sprintf("/v1/events?after=%d&limit=%d", c.Uint64("after"), c.Int("limit")), nil)
+			return call[[]api.Event](x, get, fmt.Sprintf("/v1/events?after=%d&limit=%d", c.Uint64("after"), c.Int("limit")), nil)
 		},
 	}
 }
@@ -536,7 +536,7 @@ func (x *ctl) captureCmd() *cli.Command {
 			}
 			body, err := x.client.Stream(ctx, "/v1/capture?port="+url.QueryEscape(a[0])+"&count="+strconv.Itoa(c.Int("count")))
 			if err != nil {
-				if _, ok := err.(*control.Error); ok {
+				if _, ok := err.(*api.Error); ok {
 					return err
 				}
 				return connError{err}

@@ -14,7 +14,8 @@
 // With --output json every command prints the object or list it created,
 // changed or read (snake_case keys, an "id" on every object), and every
 // failure prints {"error": {"code": ..., "message": ...}}; the shape is
-// documented in package control. A failure exits with status 1. Flags may
+// documented in package api, the only roam package roamctl imports. A
+// failure exits with status 1. Flags may
 // follow positional arguments. "roamctl completion bash" prints a completion
 // script.
 package main

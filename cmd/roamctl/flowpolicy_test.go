@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"roam/control"
+	"roam/api"
+	roamd "roam/internal/daemon"
 	"roam/internal/packet/packettest"
 	vswitch "roam/switch"
 	"roam/tap/taptest"
@@ -45,15 +46,15 @@ func TestFlowPolicyCLI(t *testing.T) {
 			}
 			t.Cleanup(func() { os.RemoveAll(dir) })
 			ports := &portSet{ports: map[string]*taptest.Port{}}
-			cfg := control.DefaultDaemonConfig()
+			cfg := roamd.DefaultConfig()
 			cfg.StateDir, cfg.Socket, cfg.SocketGroup = filepath.Join(dir, "state"), filepath.Join(dir, "roamd.sock"), ""
 			cfg.PublicCIDR, cfg.PublicIP, cfg.Uplink, cfg.Upstream = "198.51.100.0/24", "198.51.100.1", "tap:uplink0", "02:ee:00:00:00:01"
-			dmn, err := control.StartDaemon(cfg, control.DaemonOptions{Ports: ports})
+			dmn, err := roamd.Start(cfg, roamd.Options{Ports: ports})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { dmn.Shutdown(t.Context()) })
-			d := &daemon{t: t, socket: cfg.Socket, client: control.NewClient(cfg.Socket)}
+			d := &daemon{t: t, socket: cfg.Socket, client: api.NewClient(cfg.Socket)}
 			sub := d.ok("subnet", "create", "10.0.0.0/24")["id"].(string)
 			web := d.ok("sg", "create", "--name", "web")["id"].(string)
 			d.ok("sg", "rule", "add", web, "--protocol", "udp", "--port", "5000")
@@ -122,11 +123,11 @@ func TestFlowPolicyCLI(t *testing.T) {
 			// The policy is persisted: a new roamd shows it.
 			dmn.Shutdown(t.Context())
 			d.client.Close()
-			dmn, err = control.StartDaemon(cfg, control.DaemonOptions{Ports: &portSet{ports: map[string]*taptest.Port{}}})
+			dmn, err = roamd.Start(cfg, roamd.Options{Ports: &portSet{ports: map[string]*taptest.Port{}}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			d.client = control.NewClient(cfg.Socket)
+			d.client = api.NewClient(cfg.Socket)
 			want := tc.policy
 			if got, _ := d.ok("eni", "show", id)["flow_policy"].(string); got != want {
 				t.Errorf("after a restart: flow_policy %q, want %q", got, want)

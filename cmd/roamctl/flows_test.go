@@ -16,7 +16,8 @@ import (
 
 	"github.com/google/gopacket/pcapgo"
 
-	"roam/control"
+	"roam/api"
+	roamd "roam/internal/daemon"
 	"roam/internal/packet/packettest"
 	vswitch "roam/switch"
 	"roam/tap"
@@ -56,16 +57,16 @@ func TestReassignKeepsFlows(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	ports := &portSet{ports: map[string]*taptest.Port{}}
-	cfg := control.DefaultDaemonConfig()
+	cfg := roamd.DefaultConfig()
 	cfg.StateDir, cfg.Socket, cfg.SocketGroup = filepath.Join(dir, "state"), filepath.Join(dir, "roamd.sock"), ""
 	cfg.PublicCIDR, cfg.PublicIP, cfg.Uplink = "198.51.100.0/24", "198.51.100.1", "tap:uplink0"
 	cfg.Upstream = "02:ee:00:00:00:01" // the next hop's MAC, so that nothing waits for ARP
-	dmn, err := control.StartDaemon(cfg, control.DaemonOptions{Ports: ports})
+	dmn, err := roamd.Start(cfg, roamd.Options{Ports: ports})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dmn.Shutdown(t.Context()) })
-	d := &daemon{t: t, socket: cfg.Socket, client: control.NewClient(cfg.Socket)}
+	d := &daemon{t: t, socket: cfg.Socket, client: api.NewClient(cfg.Socket)}
 
 	sub := d.ok("subnet", "create", "10.0.0.0/24")["id"].(string)
 	for _, vm := range [][2]string{{"vm1", "tap:a1"}, {"vm2", "tap:a2"}, {"vm3", "tap:b1"}, {"vm4", "tap:b2"}} {
@@ -278,15 +279,15 @@ func TestReassignUnderTraffic(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	ports := &portSet{ports: map[string]*taptest.Port{}}
-	cfg := control.DefaultDaemonConfig()
+	cfg := roamd.DefaultConfig()
 	cfg.StateDir, cfg.Socket, cfg.SocketGroup = filepath.Join(dir, "state"), filepath.Join(dir, "roamd.sock"), ""
 	cfg.PublicCIDR, cfg.PublicIP, cfg.Uplink, cfg.Upstream = "198.51.100.0/24", "198.51.100.1", "tap:uplink0", "02:ee:00:00:00:01"
-	dmn, err := control.StartDaemon(cfg, control.DaemonOptions{Ports: ports})
+	dmn, err := roamd.Start(cfg, roamd.Options{Ports: ports})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dmn.Shutdown(t.Context()) })
-	d := &daemon{t: t, socket: cfg.Socket, client: control.NewClient(cfg.Socket)}
+	d := &daemon{t: t, socket: cfg.Socket, client: api.NewClient(cfg.Socket)}
 	sub := d.ok("subnet", "create", "10.0.0.0/24")["id"].(string)
 	d.ok("instance", "create", "vm1", "--port", "tap:a1")
 	d.ok("instance", "create", "vm2", "--port", "tap:a2")

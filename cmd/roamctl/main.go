@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"roam/control"
+	"roam/api"
 )
 
 func main() {
@@ -33,19 +33,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 // report prints err: as {"error": ...} on stdout in json mode, as
 // "roamctl: CODE: message" on stderr otherwise.
 func report(app *cli.App, args []string, err error, stdout, stderr io.Writer) {
-	var e *control.Error
+	var e *api.Error
 	if !errors.As(err, &e) {
-		code := control.CodeInvalidParameter
+		code := api.CodeInvalidParameter
 		var ce connError
 		if errors.As(err, &ce) {
 			code = "ConnectionFailed"
 		}
-		e = &control.Error{Code: code, Message: err.Error()}
+		e = &api.Error{Code: code, Message: err.Error()}
 	}
 	if jsonMode(args) {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(control.ErrorBody{Error: e})
+		enc.Encode(api.ErrorBody{Error: e})
 		return
 	}
 	fmt.Fprintf(stderr, "roamctl: %s: %s\n", e.Code, e.Message)

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"roam/control"
+	"roam/api"
 	"roam/internal/netlab"
 )
 
@@ -47,7 +47,7 @@ type daemon struct {
 	args   []string
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
-	client *control.Client
+	client *api.Client
 }
 
 func newDaemon(t testing.TB, extra ...string) *daemon {
@@ -60,7 +60,7 @@ func newDaemon(t testing.TB, extra ...string) *daemon {
 	d := &daemon{t: t, dir: dir, socket: filepath.Join(dir, "run", "roamd.sock")}
 	d.args = append([]string{"--state-dir", filepath.Join(dir, "state"), "--socket", d.socket,
 		"--public-cidr", "198.51.100.0/24", "--public-ip", "198.51.100.1", "--uplink", "tap:uplink0", "--socket-group", "", "--ports", "memory"}, extra...)
-	d.client = control.NewClient(d.socket)
+	d.client = api.NewClient(d.socket)
 	t.Cleanup(func() {
 		d.kill()
 		d.client.Close()
@@ -161,7 +161,7 @@ func (d *daemon) list(args ...string) []map[string]any {
 
 func (d *daemon) dump() string {
 	d.t.Helper()
-	var dump control.Dump
+	var dump api.Dump
 	if err := d.client.Do(context.Background(), "GET", "/v1/state", nil, &dump); err != nil {
 		d.t.Fatalf("dump: %v", err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"roam/control"
+	"roam/api"
 )
 
 // scriptOp is one operation of the restart script, chosen from the state.
@@ -20,9 +20,9 @@ type scriptOp struct {
 	body         any
 }
 
-func nextOp(rng *rand.Rand, d *control.Dump, n int) scriptOp {
+func nextOp(rng *rand.Rand, d *api.Dump, n int) scriptOp {
 	if len(d.Subnets) == 0 {
-		return scriptOp{"CreateSubnet", "POST", "/v1/subnets", control.CreateSubnetInput{CIDR: "10.0.0.0/24"}}
+		return scriptOp{"CreateSubnet", "POST", "/v1/subnets", api.CreateSubnetInput{CIDR: "10.0.0.0/24"}}
 	}
 	pickENI := func() string {
 		if len(d.ENIs) == 0 {
@@ -38,44 +38,44 @@ func nextOp(rng *rand.Rand, d *control.Dump, n int) scriptOp {
 	}
 	switch rng.IntN(12) {
 	case 0:
-		return scriptOp{"CreateInstance", "POST", "/v1/instances", control.CreateInstanceInput{
+		return scriptOp{"CreateInstance", "POST", "/v1/instances", api.CreateInstanceInput{
 			Name: fmt.Sprintf("vm%d", n), Ports: []string{fmt.Sprintf("tap:p%da", n), fmt.Sprintf("tap:p%db", n)}}}
 	case 1, 2:
-		return scriptOp{"CreateNetworkInterface", "POST", "/v1/enis", control.CreateENIInput{SubnetID: d.Subnets[0].ID, SecondaryCount: rng.IntN(2)}}
+		return scriptOp{"CreateNetworkInterface", "POST", "/v1/enis", api.CreateENIInput{SubnetID: d.Subnets[0].ID, SecondaryCount: rng.IntN(2)}}
 	case 3, 4:
-		return scriptOp{"AttachNetworkInterface", "POST", control.Path("enis", pickENI(), "attach"), control.AttachInput{InstanceID: pickInst()}}
+		return scriptOp{"AttachNetworkInterface", "POST", api.Path("enis", pickENI(), "attach"), api.AttachInput{InstanceID: pickInst()}}
 	case 5:
-		return scriptOp{"DetachNetworkInterface", "POST", control.Path("enis", pickENI(), "detach"), control.DetachInput{}}
+		return scriptOp{"DetachNetworkInterface", "POST", api.Path("enis", pickENI(), "detach"), api.DetachInput{}}
 	case 6, 7:
-		return scriptOp{"ReassignNetworkInterface", "POST", control.Path("enis", pickENI(), "reassign"), control.ReassignInput{InstanceID: pickInst()}}
+		return scriptOp{"ReassignNetworkInterface", "POST", api.Path("enis", pickENI(), "reassign"), api.ReassignInput{InstanceID: pickInst()}}
 	case 8:
 		ip := fmt.Sprintf("10.0.0.%d", 2+rng.IntN(60))
-		return scriptOp{"ReassignPrivateIp", "POST", control.Path("ips", ip, "reassign"), control.ReassignIPInput{InstanceID: pickInst()}}
+		return scriptOp{"ReassignPrivateIp", "POST", api.Path("ips", ip, "reassign"), api.ReassignIPInput{InstanceID: pickInst()}}
 	case 9:
 		if len(d.EIPs) < 4 {
-			return scriptOp{"AllocateAddress", "POST", "/v1/eips", control.AllocateInput{}}
+			return scriptOp{"AllocateAddress", "POST", "/v1/eips", api.AllocateInput{}}
 		}
-		return scriptOp{"AssociateAddress", "POST", control.Path("eips", d.EIPs[rng.IntN(len(d.EIPs))].ID, "associate"),
-			control.AssociateInput{ENIID: pickENI(), AllowReassociation: true}}
+		return scriptOp{"AssociateAddress", "POST", api.Path("eips", d.EIPs[rng.IntN(len(d.EIPs))].ID, "associate"),
+			api.AssociateInput{ENIID: pickENI(), AllowReassociation: true}}
 	case 10:
-		return scriptOp{"DeleteNetworkInterface", "DELETE", control.Path("enis", pickENI()), nil}
+		return scriptOp{"DeleteNetworkInterface", "DELETE", api.Path("enis", pickENI()), nil}
 	default:
 		if rng.IntN(3) == 0 {
-			return scriptOp{"TerminateInstance", "DELETE", control.Path("instances", pickInst()), nil}
+			return scriptOp{"TerminateInstance", "DELETE", api.Path("instances", pickInst()), nil}
 		}
-		return scriptOp{"AssignPrivateIpAddresses", "POST", control.Path("enis", pickENI(), "assign-ips"), control.AssignIPsInput{Count: 1}}
+		return scriptOp{"AssignPrivateIpAddresses", "POST", api.Path("enis", pickENI(), "assign-ips"), api.AssignIPsInput{Count: 1}}
 	}
 }
 
-func getDump(c *control.Client) (*control.Dump, error) {
+func getDump(c *api.Client) (*api.Dump, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var d control.Dump
+	var d api.Dump
 	err := c.Do(ctx, http.MethodGet, "/v1/state", nil, &d)
 	return &d, err
 }
 
-func dumpString(d *control.Dump) string {
+func dumpString(d *api.Dump) string {
 	b, _ := json.Marshal(d)
 	return string(b)
 }
@@ -114,7 +114,7 @@ func TestRestartAfterKill9(t *testing.T) {
 			err := d.client.Do(ctx, op.method, op.path, op.body, nil)
 			cancel()
 			if err != nil {
-				if _, isAPI := err.(*control.Error); !isAPI {
+				if _, isAPI := err.(*api.Error); !isAPI {
 					break // killed while in flight
 				}
 				pending = nil // refused: changes nothing
@@ -156,11 +156,11 @@ func TestRestartAfterKill9(t *testing.T) {
 				t.Fatalf("round %d: restored state differs from the last committed one:\nlast %s\ngot  %s", round, dumpString(last), dumpString(got))
 			}
 		case got.Gen == last.Gen+1 && pending != nil:
-			var evs []control.Event
+			var evs []api.Event
 			if err := d.client.Do(context.Background(), "GET", "/v1/events?limit=100000", nil, &evs); err != nil {
 				t.Fatal(err)
 			}
-			var lastOK *control.Event
+			var lastOK *api.Event
 			for i := range evs {
 				if evs[i].Result == "ok" {
 					lastOK = &evs[i]
@@ -207,7 +207,7 @@ func TestRestartAfterKill9Storm(t *testing.T) {
 			go func(c int) {
 				defer wg.Done()
 				rng := rand.New(rand.NewPCG(uint64(round), uint64(c)))
-				cl := control.NewClient(d.socket)
+				cl := api.NewClient(d.socket)
 				defer cl.Close()
 				for n := 0; ; n++ {
 					op := nextOp(rng, last, round*1000+c*100+n)
@@ -215,7 +215,7 @@ func TestRestartAfterKill9Storm(t *testing.T) {
 					err := cl.Do(ctx, op.method, op.path, op.body, nil)
 					cancel()
 					if err != nil {
-						if _, isAPI := err.(*control.Error); !isAPI {
+						if _, isAPI := err.(*api.Error); !isAPI {
 							return // killed
 						}
 						continue
@@ -241,7 +241,7 @@ func TestRestartAfterKill9Storm(t *testing.T) {
 		if len(got.Problems) > 0 {
 			t.Fatalf("round %d: restored state inconsistent (store or data path): %v", round, got.Problems)
 		}
-		var evs []control.Event
+		var evs []api.Event
 		if err := d.client.Do(context.Background(), "GET", "/v1/events?limit=1000000", nil, &evs); err != nil {
 			t.Fatal(err)
 		}

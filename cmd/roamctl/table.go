@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"roam/control"
+	"roam/api"
 )
 
 func printTable(out io.Writer, v any) {
@@ -26,27 +26,27 @@ func printTable(out io.Writer, v any) {
 		fmt.Fprintln(w, strings.Join(s, "\t"))
 	}
 	switch v := v.(type) {
-	case control.Subnet:
-		printTable(out, []control.Subnet{v})
-	case []control.Subnet:
+	case api.Subnet:
+		printTable(out, []api.Subnet{v})
+	case []api.Subnet:
 		row("ID", "CIDR", "GATEWAY", "MTU", "DNS", "DESCRIPTION")
 		for _, s := range v {
 			row(s.ID, s.CIDR, s.Gateway, s.MTU, addrs(s.DNS), s.Description)
 		}
-	case control.Group:
+	case api.Group:
 		row("ID", "NAME", "DESCRIPTION")
 		row(v.ID, v.Name, v.Description)
 		fmt.Fprintln(w)
 		row("RULE", "DIRECTION", "PROTOCOL", "PORTS", "PEER")
-		for _, r := range append(append([]control.Rule{}, v.Ingress...), v.Egress...) {
+		for _, r := range append(append([]api.Rule{}, v.Ingress...), v.Egress...) {
 			row(r.ID, r.Direction, r.Protocol, ports(r), peer(r))
 		}
-	case []control.Group:
+	case []api.Group:
 		row("ID", "NAME", "INGRESS", "EGRESS", "DESCRIPTION")
 		for _, g := range v {
 			row(g.ID, g.Name, len(g.Ingress), len(g.Egress), g.Description)
 		}
-	case control.Instance:
+	case api.Instance:
 		row("NAME", "OWNER", "CREATED", "QMP")
 		row(v.Name, v.Owner, v.CreatedAt.Format(time.RFC3339), v.QMP)
 		fmt.Fprintln(w)
@@ -54,7 +54,7 @@ func printTable(out io.Writer, v any) {
 		for _, p := range v.Ports {
 			row(p.DeviceIndex, p.Spec, p.Status, p.ENIID, p.AttachmentID, p.Error)
 		}
-	case []control.Instance:
+	case []api.Instance:
 		row("NAME", "OWNER", "PORTS", "ATTACHMENTS")
 		for _, in := range v {
 			var ps []string
@@ -63,7 +63,7 @@ func printTable(out io.Writer, v any) {
 			}
 			row(in.Name, in.Owner, strings.Join(ps, " "), strings.Join(in.Attachments, ","))
 		}
-	case control.ENI:
+	case api.ENI:
 		kv := [][2]any{
 			{"id", v.ID}, {"subnet_id", v.SubnetID}, {"status", v.Status}, {"private_ip", v.PrivateIP},
 			{"private_ips", addrs(v.PrivateIPs)}, {"mac", v.MAC}, {"security_groups", strings.Join(v.SecurityGroups, ",")},
@@ -89,7 +89,7 @@ func printTable(out io.Writer, v any) {
 		for _, p := range kv {
 			row(p[0], p[1])
 		}
-	case []control.ENI:
+	case []api.ENI:
 		row("ID", "SUBNET", "STATUS", "PRIVATE_IPS", "MAC", "PUBLIC_IPS", "ATTACHED_TO", "GROUPS")
 		for _, e := range v {
 			var pub, att []string
@@ -101,9 +101,9 @@ func printTable(out io.Writer, v any) {
 			}
 			row(e.ID, e.SubnetID, e.Status, addrs(e.PrivateIPs), e.MAC, strings.Join(pub, ","), strings.Join(att, ","), strings.Join(e.SecurityGroups, ","))
 		}
-	case control.Address:
-		printTable(out, []control.Address{v})
-	case []control.Address:
+	case api.Address:
+		printTable(out, []api.Address{v})
+	case []api.Address:
 		row("ID", "PUBLIC_IP", "ENI", "PRIVATE_IP")
 		for _, a := range v {
 			priv := ""
@@ -112,20 +112,20 @@ func printTable(out io.Writer, v any) {
 			}
 			row(a.ID, a.PublicIP, a.ENIID, priv)
 		}
-	case []control.Event:
+	case []api.Event:
 		row("ID", "TIME", "UID", "OPERATION", "TARGET", "RESULT", "MESSAGE")
 		for _, e := range v {
 			row(e.ID, e.Time.Format(time.RFC3339), e.UID, e.Operation, e.Target, e.Result, e.Message)
 		}
-	case []control.Flow:
+	case []api.Flow:
 		row("PROTO", "SRC", "DST", "REPLY_SRC", "REPLY_DST", "STATE", "ENI", "EXPIRES")
 		for _, f := range v {
 			row(f.Proto, f.OrigSrc, f.OrigDst, f.ReplySrc, f.ReplyDst, f.State, f.ENIID, f.Expires.Format(time.RFC3339))
 		}
-	case control.FlushResult:
+	case api.FlushResult:
 		row("ID", "FLUSHED")
 		row(v.ID, v.Flushed)
-	case control.Stats:
+	case api.Stats:
 		row("id", v.ID)
 		row("packets", v.Packets)
 		row("packets_in", v.PacketsIn)
@@ -186,7 +186,7 @@ func uids(u []uint32) string {
 	return strings.Join(s, ",")
 }
 
-func ports(r control.Rule) string {
+func ports(r api.Rule) string {
 	switch r.Protocol {
 	case "tcp", "udp":
 		if r.FromPort == 0 && r.ToPort == 65535 {
@@ -208,7 +208,7 @@ func ports(r control.Rule) string {
 	return "all"
 }
 
-func peer(r control.Rule) string {
+func peer(r api.Rule) string {
 	if r.GroupID != "" {
 		return r.GroupID
 	}

@@ -1,6 +1,6 @@
 // Command roamd is roam's daemon: it restores the committed state, runs the
 // switch and serves the control API on a unix socket. It only wires: every
-// decision lives in package control.
+// decision lives in internal/daemon (and the service in package control).
 //
 //	roamd [--config FILE] [--state-dir DIR] [--socket PATH] [--socket-group GROUP]
 //	      [--uplink SPEC] [--public-cidr CIDR] [--public-ip IP] [--upstream IP|MAC]
@@ -28,6 +28,6 @@
 // With keep-flows (the default) that stop is a handover to the next roamd:
 // TAP devices are made persistent and every flow is saved to flows.snap in
 // the state directory, which the next roamd imports before it reads a frame
-// (see package control, "Graceful restart"); --keep-flows=false removes the
+// (see internal/daemon, "Graceful restart"); --keep-flows=false removes the
 // devices instead.
 package main

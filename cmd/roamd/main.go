@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"roam/control"
+	"roam/internal/daemon"
 )
 
 func main() {
@@ -22,7 +22,7 @@ func main() {
 }
 
 func run(args []string) error {
-	def := control.DefaultDaemonConfig()
+	def := daemon.DefaultConfig()
 	fs := flag.NewFlagSet("roamd", flag.ContinueOnError)
 	configFile := fs.String("config", "", "config file with the same keys as the flags (key = value)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -50,12 +50,12 @@ func run(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	load := func() (control.DaemonConfig, error) {
-		cfg := control.DefaultDaemonConfig()
+	load := func() (daemon.Config, error) {
+		cfg := daemon.DefaultConfig()
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		if *configFile != "" {
-			kvs, err := control.ReadConfigFile(*configFile)
+			kvs, err := daemon.ReadConfigFile(*configFile)
 			if err != nil {
 				return cfg, err
 			}
@@ -96,7 +96,7 @@ func run(args []string) error {
 	// ready may signal it at once.
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	d, err := control.StartDaemon(cfg, control.DaemonOptions{Logger: log, Level: level})
+	d, err := daemon.Start(cfg, daemon.Options{Logger: log, Level: level})
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"roam/control"
+	"roam/api"
 )
 
 var roamd string
@@ -93,7 +93,7 @@ func TestDaemonLifecycle(t *testing.T) {
 			cmd.Wait()
 		}
 	})
-	c := control.NewClient(sock)
+	c := api.NewClient(sock)
 	defer c.Close()
 	if err := c.WaitReady(context.Background(), 10*time.Second); err != nil {
 		t.Fatalf("not ready: %v\n%s", err, logs.String())
@@ -107,8 +107,8 @@ func TestDaemonLifecycle(t *testing.T) {
 	}
 
 	t.Run("metrics", func(t *testing.T) {
-		var sn control.Subnet
-		if err := c.Do(context.Background(), "POST", "/v1/subnets", control.CreateSubnetInput{CIDR: "10.0.0.0/24"}, &sn); err != nil {
+		var sn api.Subnet
+		if err := c.Do(context.Background(), "POST", "/v1/subnets", api.CreateSubnetInput{CIDR: "10.0.0.0/24"}, &sn); err != nil {
 			t.Fatal(err)
 		}
 		m := regexp.MustCompile(`msg=metrics addr=(\S+)`).FindStringSubmatch(logs.String())
@@ -134,7 +134,7 @@ func TestDaemonLifecycle(t *testing.T) {
 		write("debug", "198.51.100.1") // the flag still wins for public-ip
 		cmd.Process.Signal(syscall.SIGHUP)
 		waitFor(t, "the reload", func() bool { return strings.Contains(logs.String(), "msg=reloaded log_level=debug") })
-		var sn []control.Subnet
+		var sn []api.Subnet
 		c.Do(context.Background(), "GET", "/v1/subnets", nil, &sn)
 		write("loud", "198.51.100.1")
 		cmd.Process.Signal(syscall.SIGHUP)

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"roam/qemu/qmp"
-	"roam/qemu/qmp/qmptest"
+	"roam/internal/qmp"
+	"roam/internal/qmp/qmptest"
 )
 
 func TestPlugUnplug(t *testing.T) {

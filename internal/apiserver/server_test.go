@@ -1,10 +1,11 @@
-package control
+package apiserver
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"roam/api"
+	"roam/control"
 )
 
 // TestMain doubles as a client process: with ROAM_CONTROL_HELPER set, the
@@ -28,13 +32,13 @@ func TestMain(m *testing.M) {
 
 type helperResult struct {
 	OK    bool            `json:"ok"`
-	Error *Error          `json:"error,omitempty"`
+	Error *api.Error      `json:"error,omitempty"`
 	Conn  string          `json:"conn,omitempty"`
 	Body  json.RawMessage `json:"body,omitempty"`
 }
 
 func helper() int {
-	c := NewClient(os.Getenv("ROAM_SOCKET"))
+	c := api.NewClient(os.Getenv("ROAM_SOCKET"))
 	var in any
 	if b := os.Getenv("ROAM_BODY"); b != "" {
 		in = json.RawMessage(b)
@@ -43,7 +47,7 @@ func helper() int {
 	err := c.Do(context.Background(), os.Getenv("ROAM_METHOD"), os.Getenv("ROAM_PATH"), in, &out)
 	r := helperResult{OK: err == nil, Body: out}
 	if err != nil {
-		if e, ok := err.(*Error); ok {
+		if e, ok := err.(*api.Error); ok {
 			r.Error = e
 		} else {
 			r.Conn = err.Error()
@@ -57,11 +61,11 @@ func helper() int {
 // the socket's group is gid.
 type apiServer struct {
 	dir, socket string
-	client      *Client
+	client      *api.Client
 	srv         *http.Server
 }
 
-func newAPIServer(t testing.TB, svc *Service, gid int) *apiServer {
+func newAPIServer(t testing.TB, svc *control.Service, gid int) *apiServer {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "roamctl-api-")
 	if err != nil {
@@ -73,9 +77,9 @@ func newAPIServer(t testing.TB, svc *Service, gid int) *apiServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.srv = NewServer(NewAPI(svc, nil, nil, nil), nil)
+	a.srv = NewServer(New(svc, nil, nil, nil), nil)
 	go a.srv.Serve(ln)
-	a.client = NewClient(a.socket)
+	a.client = api.NewClient(a.socket)
 	t.Cleanup(func() {
 		a.client.Close()
 		a.srv.Close()
@@ -136,9 +140,9 @@ func TestPrivilegedPeerCredentials(t *testing.T) {
 		t.Skip("needs root to run clients under other uids")
 	}
 	const nobody, nogroup, stranger = 65534, 65534, 65533
-	f := newFixture(t, nil)
-	w := buildWorld(t, f.svc)
-	a := newAPIServer(t, f.svc, nogroup)
+	svc := newService(t)
+	w := buildWorld(t, svc)
+	a := newAPIServer(t, svc, nogroup)
 
 	fi, err := os.Stat(a.socket)
 	if err != nil {
@@ -149,7 +153,7 @@ func TestPrivilegedPeerCredentials(t *testing.T) {
 		t.Fatalf("got socket mode %o gid %d, want 660 gid %d", got, st.Gid, nogroup)
 	}
 
-	var mine ENI
+	var mine api.ENI
 	steps := []struct {
 		name   string
 		uid    uint32
@@ -160,31 +164,31 @@ func TestPrivilegedPeerCredentials(t *testing.T) {
 		check  func(t *testing.T, r helperResult)
 	}{
 		{name: "nobody creates a record it owns", uid: nobody, method: "POST", path: func() string { return "/v1/enis" },
-			body: func() any { return CreateENIInput{SubnetID: w.subA} },
+			body: func() any { return api.CreateENIInput{SubnetID: w.subA} },
 			check: func(t *testing.T, r helperResult) {
 				json.Unmarshal(r.Body, &mine)
 				if len(mine.Permissions.Owners) != 1 || mine.Permissions.Owners[0] != nobody {
 					t.Errorf("got owners %v, want [%d]", mine.Permissions.Owners, nobody)
 				}
 			}},
-		{name: "nobody attaches its record", uid: nobody, method: "POST", path: func() string { return Path("enis", mine.ID, "attach") },
-			body: func() any { return AttachInput{InstanceID: "vm1"} }},
-		{name: "nobody may not detach root's record", uid: nobody, method: "POST", path: func() string { return Path("enis", w.eniA, "detach") },
-			body: func() any { return DetachInput{} }, want: CodeUnauthorized},
-		{name: "nobody may not reassign root's record", uid: nobody, method: "POST", path: func() string { return Path("enis", w.eniA, "reassign") },
-			body: func() any { return ReassignInput{InstanceID: "vm2"} }, want: CodeUnauthorized},
+		{name: "nobody attaches its record", uid: nobody, method: "POST", path: func() string { return api.Path("enis", mine.ID, "attach") },
+			body: func() any { return api.AttachInput{InstanceID: "vm1"} }},
+		{name: "nobody may not detach root's record", uid: nobody, method: "POST", path: func() string { return api.Path("enis", w.eniA, "detach") },
+			body: func() any { return api.DetachInput{} }, want: api.CodeUnauthorized},
+		{name: "nobody may not reassign root's record", uid: nobody, method: "POST", path: func() string { return api.Path("enis", w.eniA, "reassign") },
+			body: func() any { return api.ReassignInput{InstanceID: "vm2"} }, want: api.CodeUnauthorized},
 		{name: "nobody may not create a subnet", uid: nobody, method: "POST", path: func() string { return "/v1/subnets" },
-			body: func() any { return CreateSubnetInput{CIDR: "10.50.0.0/24"} }, want: CodeUnauthorized},
-		{name: "nobody may not grant itself", uid: nobody, method: "POST", path: func() string { return Path("enis", w.eniA, "grant") },
-			body: func() any { return PermissionInput{Permission: PermDetach, UID: nobody} }, want: CodeUnauthorized},
-		{name: "root grants detach and attach", uid: 0, method: "POST", path: func() string { return Path("enis", w.eniA, "grant") },
-			body: func() any { return PermissionInput{Permission: PermDetach, UID: nobody} }},
-		{name: "root grants attach", uid: 0, method: "POST", path: func() string { return Path("enis", w.eniA, "grant") },
-			body: func() any { return PermissionInput{Permission: PermAttach, UID: nobody} }},
-		{name: "nobody now reassigns root's record", uid: nobody, method: "POST", path: func() string { return Path("enis", w.eniA, "reassign") },
-			body: func() any { return ReassignInput{InstanceID: "vm2"} }},
-		{name: "nobody still may not delete it", uid: nobody, method: "DELETE", path: func() string { return Path("enis", w.eniA) },
-			want: CodeUnauthorized},
+			body: func() any { return api.CreateSubnetInput{CIDR: "10.50.0.0/24"} }, want: api.CodeUnauthorized},
+		{name: "nobody may not grant itself", uid: nobody, method: "POST", path: func() string { return api.Path("enis", w.eniA, "grant") },
+			body: func() any { return api.PermissionInput{Permission: api.PermDetach, UID: nobody} }, want: api.CodeUnauthorized},
+		{name: "root grants detach and attach", uid: 0, method: "POST", path: func() string { return api.Path("enis", w.eniA, "grant") },
+			body: func() any { return api.PermissionInput{Permission: api.PermDetach, UID: nobody} }},
+		{name: "root grants attach", uid: 0, method: "POST", path: func() string { return api.Path("enis", w.eniA, "grant") },
+			body: func() any { return api.PermissionInput{Permission: api.PermAttach, UID: nobody} }},
+		{name: "nobody now reassigns root's record", uid: nobody, method: "POST", path: func() string { return api.Path("enis", w.eniA, "reassign") },
+			body: func() any { return api.ReassignInput{InstanceID: "vm2"} }},
+		{name: "nobody still may not delete it", uid: nobody, method: "DELETE", path: func() string { return api.Path("enis", w.eniA) },
+			want: api.CodeUnauthorized},
 		{name: "nobody reads", uid: nobody, method: "GET", path: func() string { return "/v1/enis" }},
 	}
 	for _, s := range steps {
@@ -199,7 +203,7 @@ func TestPrivilegedPeerCredentials(t *testing.T) {
 				err := a.do(t, s.method, s.path(), body, &out)
 				r = helperResult{OK: err == nil, Body: out}
 				if err != nil {
-					r.Error = AsError(err)
+					r.Error = api.AsError(err)
 				}
 			} else {
 				r = a.asUID(t, s.uid, nogroup, s.method, s.path(), body)
@@ -214,7 +218,7 @@ func TestPrivilegedPeerCredentials(t *testing.T) {
 			if got != s.want {
 				t.Fatalf("got %q (%v), want %q", got, r.Error, s.want)
 			}
-			if s.want == CodeUnauthorized && !strings.Contains(r.Error.Message, fmt.Sprint(s.uid)) {
+			if s.want == api.CodeUnauthorized && !strings.Contains(r.Error.Message, fmt.Sprint(s.uid)) {
 				t.Errorf("got message %q, want it to name uid %d", r.Error.Message, s.uid)
 			}
 			if s.check != nil {
@@ -223,7 +227,7 @@ func TestPrivilegedPeerCredentials(t *testing.T) {
 		})
 	}
 	t.Run("audit names the uid", func(t *testing.T) {
-		evs := ok(f.svc.Events(0, 0))
+		evs := ok(svc.Events(0, 0))
 		found := false
 		for _, e := range evs {
 			if e.UID == nobody && e.Operation == "ReassignNetworkInterface" && e.Result == "ok" {
@@ -244,32 +248,39 @@ func TestPrivilegedPeerCredentials(t *testing.T) {
 
 // TestAPIErrors checks the HTTP layer's own refusals: each names the field.
 func TestAPIErrors(t *testing.T) {
-	f := newFixture(t, nil)
-	buildWorld(t, f.svc)
-	a := newAPIServer(t, f.svc, -1)
+	svc := newService(t)
+	buildWorld(t, svc)
+	a := newAPIServer(t, svc, -1)
 	cases := []struct {
 		name, method, path, body string
 		want, mention            string
 	}{
-		{"unknown field", "POST", "/v1/subnets", `{"cidr":"10.9.0.0/24","colour":"red"}`, CodeInvalidParameter, "colour"},
-		{"wrong type", "POST", "/v1/subnets", `{"cidr":"10.9.0.0/24","mtu":"big"}`, CodeInvalidParameter, "mtu"},
-		{"bad json", "POST", "/v1/subnets", `{"cidr":`, CodeInvalidParameter, "JSON"},
-		{"unknown route", "GET", "/v1/nothing", ``, CodeNotFound, "/v1/nothing"},
-		{"unknown record", "GET", "/v1/enis/eni-00000000", ``, CodeNotFound, "eni-00000000"},
-		{"bad filter", "GET", "/v1/enis?private_ip=nope", ``, CodeInvalidParameter, "private_ip"},
-		{"bad events limit", "GET", "/v1/events?limit=-1", ``, CodeInvalidParameter, "limit"},
-		{"no inspector", "GET", "/v1/conntrack", ``, CodeIncorrectState, "conntrack"},
+		{"unknown field", "POST", "/v1/subnets", `{"cidr":"10.9.0.0/24","colour":"red"}`, api.CodeInvalidParameter, "colour"},
+		{"wrong type", "POST", "/v1/subnets", `{"cidr":"10.9.0.0/24","mtu":"big"}`, api.CodeInvalidParameter, "mtu"},
+		{"bad json", "POST", "/v1/subnets", `{"cidr":`, api.CodeInvalidParameter, "JSON"},
+		{"unknown route", "GET", "/v1/nothing", ``, api.CodeNotFound, "/v1/nothing"},
+		{"unknown record", "GET", "/v1/enis/eni-00000000", ``, api.CodeNotFound, "eni-00000000"},
+		{"bad filter", "GET", "/v1/enis?private_ip=nope", ``, api.CodeInvalidParameter, "private_ip"},
+		{"bad events limit", "GET", "/v1/events?limit=-1", ``, api.CodeInvalidParameter, "limit"},
+		{"no inspector", "GET", "/v1/conntrack", ``, api.CodeIncorrectState, "conntrack"},
 	}
+	// A plain HTTP client on the socket: these bodies are not JSON, which
+	// api.Client would refuse to send.
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", a.socket)
+	}}}
+	defer hc.CloseIdleConnections()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, "http://roamd"+tc.path, strings.NewReader(tc.body))
-			resp, err := a.client.hc.Do(req)
+			resp, err := hc.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
 			data, _ := io.ReadAll(resp.Body)
-			var eb ErrorBody
+			var eb api.ErrorBody
 			if err := json.Unmarshal(data, &eb); err != nil || eb.Error == nil {
 				t.Fatalf("got body %s, want {\"error\": ...}", data)
 			}

@@ -1,4 +1,4 @@
-package control
+package apiserver
 
 import (
 	"bytes"
@@ -7,6 +7,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"roam/api"
+	"roam/control"
 )
 
 // FuzzAPIRequest sends arbitrary request bodies, as root or as another
@@ -53,20 +56,20 @@ func FuzzAPIRequest(f *testing.F) {
 		f.Add(uint8((i*7+3)%len(routes)), true, []byte(s))
 	}
 	f.Fuzz(func(t *testing.T, route uint8, asUser bool, body []byte) {
-		fx := newFixture(t, nil)
-		w := buildWorld(t, fx.svc)
-		api := NewAPI(fx.svc, nil, nil, nil)
+		svc := newService(t)
+		w := buildWorld(t, svc)
+		srv := New(svc, nil, nil, nil)
 		rt := routes[int(route)%len(routes)]
 		path := strings.NewReplacer("{subA}", w.subA, "{sg1}", w.sg1, "{eniA}", w.eniA, "{eniB}", w.eniB, "{eniC}", w.eniC,
 			"{eip1}", w.eip1, "{eip2}", w.eip2).Replace(rt.path)
-		p := Root
+		p := control.Root
 		if asUser {
-			p = Principal{alice}
+			p = control.Principal{UID: alice}
 		}
-		before := dumpJSON(t, fx.svc)
+		before := dumpJSON(t, svc)
 		req := httptest.NewRequest(rt.method, path, bytes.NewReader(body)).WithContext(WithPrincipal(t.Context(), p))
 		rec := httptest.NewRecorder()
-		api.ServeHTTP(rec, req)
+		srv.ServeHTTP(rec, req)
 		if !json.Valid(rec.Body.Bytes()) {
 			t.Fatalf("%s %s: status %d, body not JSON: %q", rt.method, path, rec.Code, rec.Body.String())
 		}
@@ -77,12 +80,12 @@ func FuzzAPIRequest(f *testing.F) {
 			t.Fatalf("%s %s %q: status %d: %s", rt.method, path, body, rec.Code, rec.Body.String())
 		}
 		var e struct {
-			Error *Error `json:"error"`
+			Error *api.Error `json:"error"`
 		}
 		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == nil || e.Error.Code == "" || e.Error.Message == "" {
 			t.Fatalf("%s %s: status %d, error shape wrong: %s", rt.method, path, rec.Code, rec.Body.String())
 		}
-		if after := dumpJSON(t, fx.svc); after != before {
+		if after := dumpJSON(t, svc); after != before {
 			t.Fatalf("%s %s %q refused (%s) but the state changed", rt.method, path, body, e.Error.Message)
 		}
 	})

@@ -1,4 +1,4 @@
-package control
+package daemon
 
 import (
 	"encoding/binary"
@@ -7,21 +7,22 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"roam/control"
 	vswitch "roam/switch"
 )
 
 // Metrics are roamd's Prometheus metrics: operation counts and latencies
-// (fed by Options.Observe) and, at scrape time, the object counts of the
+// (fed by control.Options.Observe) and, at scrape time, the object counts of the
 // service and the switch's counters.
 type Metrics struct {
 	ops     *prometheus.CounterVec
 	latency *prometheus.HistogramVec
-	svc     *Service
+	svc     *control.Service
 	sw      *vswitch.Switch
 }
 
 // NewMetrics returns the metrics; call Register, and pass Observe in
-// Options.
+// control.Options.
 func NewMetrics() *Metrics {
 	return &Metrics{
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -42,7 +43,7 @@ func (m *Metrics) Observe(op, result string, d time.Duration) {
 
 // Register registers the metrics with reg; svc and sw (either may be nil)
 // are read at scrape time.
-func (m *Metrics) Register(reg prometheus.Registerer, svc *Service, sw *vswitch.Switch) error {
+func (m *Metrics) Register(reg prometheus.Registerer, svc *control.Service, sw *vswitch.Switch) error {
 	m.svc, m.sw = svc, sw
 	for _, c := range []prometheus.Collector{m.ops, m.latency, m} {
 		if err := reg.Register(c); err != nil {
@@ -79,21 +80,16 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	var ids []string
 	var publicIPs []netip.Addr
-	if s := m.svc; s != nil {
-		s.mu.RLock()
-		for kind, n := range map[string]int{"subnet": len(s.st.subnets), "security_group": len(s.st.groups),
-			"instance": len(s.st.instances), "eni": len(s.st.enis), "eip": len(s.st.eips)} {
+	if m.svc != nil {
+		c := m.svc.Census()
+		for kind, n := range c.Objects {
 			ch <- prometheus.MustNewConstMetric(descObjects, prometheus.GaugeValue, float64(n), kind)
 		}
-		ch <- prometheus.MustNewConstMetric(descGen, prometheus.CounterValue, float64(s.st.gen))
-		ids = make([]string, 0, len(s.st.enis))
-		for id := range s.st.enis {
-			ids = append(ids, id)
+		ch <- prometheus.MustNewConstMetric(descGen, prometheus.CounterValue, float64(c.Gen))
+		ids = c.ENIs
+		if c.PublicIP.IsValid() {
+			publicIPs = append(publicIPs, c.PublicIP)
 		}
-		if s.gw.PublicIP.IsValid() {
-			publicIPs = append(publicIPs, s.gw.PublicIP)
-		}
-		s.mu.RUnlock()
 	}
 	sw := m.sw
 	if sw == nil {
@@ -126,7 +122,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		pub := binary.BigEndian.Uint32(a[:])
 		for _, proto := range []uint8{6, 17, 1} {
 			n := sw.Conntrack().PAT.InUse(pub, proto)
-			ch <- prometheus.MustNewConstMetric(descNATPortsUsed, prometheus.GaugeValue, float64(n), ip.String(), canonicalProtocol(proto))
+			ch <- prometheus.MustNewConstMetric(descNATPortsUsed, prometheus.GaugeValue, float64(n), ip.String(), control.ProtocolName(proto))
 		}
 	}
 }

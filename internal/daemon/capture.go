@@ -1,4 +1,4 @@
-package control
+package daemon
 
 import (
 	"context"
@@ -12,10 +12,12 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"roam/api"
+	"roam/control"
 	"roam/tap"
 )
 
-// CaptureHub implements Capturer by wrapping the ports a PortFactory opens:
+// CaptureHub implements apiserver.Capturer by wrapping the ports a PortFactory opens:
 // a wrapped port copies the frames it reads and writes to the capture
 // sessions open on it. With no session the cost is one atomic load per
 // batch and no allocation. Ports with several queues (tap.Multiqueue) are
@@ -30,8 +32,8 @@ type CaptureHub struct {
 func NewCaptureHub() *CaptureHub { return &CaptureHub{ports: map[string]*capPort{}} }
 
 // Wrap returns a factory whose ports can be captured.
-func (h *CaptureHub) Wrap(f PortFactory) PortFactory {
-	return PortFactoryFunc(func(spec string) (tap.Port, error) {
+func (h *CaptureHub) Wrap(f control.PortFactory) control.PortFactory {
+	return control.PortFactoryFunc(func(spec string) (tap.Port, error) {
 		p, err := f.Open(spec)
 		if err != nil {
 			return nil, err
@@ -149,14 +151,14 @@ func (p *capPort) subscribe(s *capSession, add bool) {
 	}
 }
 
-// Capture implements Capturer: a pcap stream (Ethernet link type) of the
+// Capture implements apiserver.Capturer: a pcap stream (Ethernet link type) of the
 // frames entering and leaving the port with this spec.
 func (h *CaptureHub) Capture(ctx context.Context, spec string, count int, w io.Writer) error {
 	h.mu.Lock()
 	p := h.ports[spec]
 	h.mu.Unlock()
 	if p == nil {
-		return errorf(CodeIncorrectState, "port %s is not open or cannot be captured", spec)
+		return &api.Error{Code: api.CodeIncorrectState, Message: fmt.Sprintf("port %s is not open or cannot be captured", spec)}
 	}
 	pw := pcapgo.NewWriter(w)
 	if err := pw.WriteFileHeader(tap.MaxFrame, layers.LinkTypeEthernet); err != nil {

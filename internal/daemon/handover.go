@@ -1,4 +1,4 @@
-package control
+package daemon
 
 import (
 	"context"
@@ -6,54 +6,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
-
-	"roam/tap"
 )
 
 // FlowsFile is the file in the state directory where a graceful restart
 // leaves the conntrack snapshot for the next roamd.
 const FlowsFile = "flows.snap"
 
-// PersistDevices turns TUNSETPERSIST on (or off) for every tap: port the
-// service holds, the uplink included, and returns how many it changed.
-// With it on, closing the ports leaves the devices, and the guests'
-// addresses and routes on them, for the next roamd to attach to.
-func (s *Service) PersistDevices(on bool) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	var errs []error
-	try := func(spec string, p tap.Port) {
-		if p == nil || !strings.HasPrefix(spec, KindTap+":") {
-			return
-		}
-		pp, ok := unwrapPort(p).(tap.Persister)
-		if !ok {
-			return
-		}
-		if err := pp.SetPersist(on); err != nil {
-			errs = append(errs, err)
-			return
-		}
-		n++
-	}
-	for spec, op := range s.ports {
-		try(spec, op.port)
-	}
-	if s.uplnk != nil {
-		try(s.gw.Uplink, s.uplnk)
-	}
-	return n, errors.Join(errs...)
-}
-
 // Handover stops roamd for a graceful restart or upgrade, keeping every
 // flow: it stops serving the API, makes the TAP devices persistent, stops
 // the data path, writes the conntrack table (flows, NAT bindings, PAT
 // ports on hold) to FlowsFile in the state directory, and closes the rest.
 // The next roamd on the same state directory reattaches to the devices and
-// imports the flows before it reads a frame (see StartDaemon).
+// imports the flows before it reads a frame (see Start).
 func (d *Daemon) Handover(ctx context.Context) error {
 	first := d.stopServing(ctx)
 	kept, err := d.Service.PersistDevices(true)

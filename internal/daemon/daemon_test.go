@@ -1,4 +1,4 @@
-package control
+package daemon
 
 import (
 	"os"
@@ -45,20 +45,20 @@ func TestReadConfigFile(t *testing.T) {
 	}
 }
 
-func TestDaemonConfigGateway(t *testing.T) {
+func TestConfigGateway(t *testing.T) {
 	cases := []struct {
 		name string
-		cfg  DaemonConfig
+		cfg  Config
 		err  string
 	}{
-		{"ok", DaemonConfig{PublicCIDR: "198.51.100.0/24", PublicIP: "198.51.100.1", Uplink: "tap:up0", Upstream: "02:00:00:00:00:01"}, ""},
-		{"upstream ip", DaemonConfig{Upstream: "198.51.100.254"}, ""},
-		{"bad cidr", DaemonConfig{PublicCIDR: "198.51.100.0"}, "public-cidr"},
-		{"cidr not network", DaemonConfig{PublicCIDR: "198.51.100.7/24"}, "public-cidr"},
-		{"bad public ip", DaemonConfig{PublicIP: "x"}, "public-ip"},
-		{"bad upstream", DaemonConfig{Upstream: "router"}, "upstream"},
-		{"stream uplink", DaemonConfig{Uplink: "stream:/x"}, "uplink"},
-		{"tun uplink", DaemonConfig{Uplink: "tun:t0@ns1"}, ""},
+		{"ok", Config{PublicCIDR: "198.51.100.0/24", PublicIP: "198.51.100.1", Uplink: "tap:up0", Upstream: "02:00:00:00:00:01"}, ""},
+		{"upstream ip", Config{Upstream: "198.51.100.254"}, ""},
+		{"bad cidr", Config{PublicCIDR: "198.51.100.0"}, "public-cidr"},
+		{"cidr not network", Config{PublicCIDR: "198.51.100.7/24"}, "public-cidr"},
+		{"bad public ip", Config{PublicIP: "x"}, "public-ip"},
+		{"bad upstream", Config{Upstream: "router"}, "upstream"},
+		{"stream uplink", Config{Uplink: "stream:/x"}, "uplink"},
+		{"tun uplink", Config{Uplink: "tun:t0@ns1"}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,30 +70,8 @@ func TestDaemonConfigGateway(t *testing.T) {
 	}
 }
 
-func TestSetGateway(t *testing.T) {
-	f := newFixture(t, nil)
-	buildWorld(t, f.svc)
-	g := f.gw
-	g.PublicCIDR = netipPrefix("203.0.113.0/24")
-	if err := f.svc.SetGateway(g); codeOf(err) != CodeDependencyViolation {
-		t.Errorf("got %v, want DependencyViolation (allocated EIPs outside the new pool)", err)
-	}
-	g = f.gw
-	g.PublicIP = netipAddr("198.51.100.3")
-	if err := f.svc.SetGateway(g); codeOf(err) != CodeDependencyViolation {
-		t.Errorf("got %v, want DependencyViolation (public ip allocated)", err)
-	}
-	g.PublicIP = netipAddr("198.51.100.14")
-	if err := f.svc.SetGateway(g); err != nil {
-		t.Fatal(err)
-	}
-	if got := f.dp.last.PublicIP.String(); got != "198.51.100.14" {
-		t.Errorf("got published public ip %s, want 198.51.100.14", got)
-	}
-}
-
 func TestFilteringKey(t *testing.T) {
-	c := DefaultDaemonConfig()
+	c := DefaultConfig()
 	if c.Filtering != FilteringAddressPortDependent || c.SwitchOptions().EndpointIndependentFiltering {
 		t.Fatalf("default filtering %q, want %q", c.Filtering, FilteringAddressPortDependent)
 	}

@@ -1,8 +1,9 @@
-package control
+package daemon
 
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -11,13 +12,15 @@ import (
 	"strings"
 	"testing"
 
+	"roam/api"
+	"roam/control"
 	"roam/internal/packet/packettest"
 	vswitch "roam/switch"
 	"roam/tap"
 )
 
-func daemonConfig(dir string) DaemonConfig {
-	cfg := DefaultDaemonConfig()
+func daemonConfig(dir string) Config {
+	cfg := DefaultConfig()
 	cfg.StateDir, cfg.Socket, cfg.SocketGroup = filepath.Join(dir, "state"), filepath.Join(dir, "s.sock"), ""
 	cfg.PublicCIDR, cfg.PublicIP, cfg.Uplink, cfg.Upstream = "198.51.100.0/24", "198.51.100.1", "tap:up", "02:ee:00:00:00:01"
 	cfg.NoSync = true
@@ -27,18 +30,25 @@ func daemonConfig(dir string) DaemonConfig {
 // TestHandoverKeepsFlows: Handover saves the flows; the next daemon on the
 // same state directory has them, charged to the same records, before it
 // reads a frame, and removes the snapshot.
+func ok[T any](v T, err error) T {
+	if err != nil {
+		panic(fmt.Sprintf("unexpected error: %v", err))
+	}
+	return v
+}
+
 func TestHandoverKeepsFlows(t *testing.T) {
 	dir := t.TempDir()
 	cfg := daemonConfig(dir)
-	d, err := StartDaemon(cfg, DaemonOptions{Ports: MemoryPorts})
+	d, err := Start(cfg, Options{Ports: MemoryPorts})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := d.Service
-	sn := ok(s.CreateSubnet(Root, CreateSubnetInput{CIDR: "10.0.0.0/24"}))
-	ok(s.CreateInstance(Root, CreateInstanceInput{Name: "vm1", Ports: []string{"tap:a"}}))
-	e := ok(s.CreateENI(Root, CreateENIInput{SubnetID: sn.ID}))
-	ok(s.Attach(Root, e.ID, AttachInput{InstanceID: "vm1"}))
+	sn := ok(s.CreateSubnet(control.Root, api.CreateSubnetInput{CIDR: "10.0.0.0/24"}))
+	ok(s.CreateInstance(control.Root, api.CreateInstanceInput{Name: "vm1", Ports: []string{"tap:a"}}))
+	e := ok(s.CreateENI(control.Root, api.CreateENIInput{SubnetID: sn.ID}))
+	ok(s.Attach(control.Root, e.ID, api.AttachInput{InstanceID: "vm1"}))
 	mac, _ := net.ParseMAC(e.MAC)
 	f := packettest.Frame(packettest.Spec{Proto: 17, Src: netip.AddrPortFrom(e.PrivateIP, 4000), Dst: netip.MustParseAddrPort("203.0.113.9:53"), Payload: []byte("q")})
 	copy(f[0:6], vswitch.DefaultGatewayMAC)
@@ -54,7 +64,7 @@ func TestHandoverKeepsFlows(t *testing.T) {
 		t.Fatalf("Handover: %v", err)
 	}
 	var logb bytes.Buffer
-	d2, err := StartDaemon(cfg, DaemonOptions{Ports: MemoryPorts, Logger: slog.New(slog.NewTextHandler(&logb, nil))})
+	d2, err := Start(cfg, Options{Ports: MemoryPorts, Logger: slog.New(slog.NewTextHandler(&logb, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,9 +89,9 @@ func TestCorruptFlowSnapshot(t *testing.T) {
 	os.MkdirAll(cfg.StateDir, 0o755)
 	os.WriteFile(filepath.Join(cfg.StateDir, FlowsFile), []byte("ROAMFLOWS\x01\x00 but then nothing sensible"), 0o600)
 	var logb bytes.Buffer
-	d, err := StartDaemon(cfg, DaemonOptions{Ports: MemoryPorts, Logger: slog.New(slog.NewTextHandler(&logb, nil))})
+	d, err := Start(cfg, Options{Ports: MemoryPorts, Logger: slog.New(slog.NewTextHandler(&logb, nil))})
 	if err != nil {
-		t.Fatalf("StartDaemon with a corrupt snapshot: %v", err)
+		t.Fatalf("Start with a corrupt snapshot: %v", err)
 	}
 	defer d.Shutdown(context.Background())
 	if n := d.Switch.Conntrack().Len(); n != 0 {
@@ -90,7 +100,7 @@ func TestCorruptFlowSnapshot(t *testing.T) {
 	if !strings.Contains(logb.String(), "flow snapshot refused; starting with an empty conntrack table") || !strings.Contains(logb.String(), "bad flow snapshot") {
 		t.Errorf("log does not say the snapshot was refused and why:\n%s", logb.String())
 	}
-	if _, err := d.Service.CreateSubnet(Root, CreateSubnetInput{CIDR: "10.0.0.0/24"}); err != nil {
+	if _, err := d.Service.CreateSubnet(control.Root, api.CreateSubnetInput{CIDR: "10.0.0.0/24"}); err != nil {
 		t.Errorf("daemon does not serve after a corrupt snapshot: %v", err)
 	}
 }
