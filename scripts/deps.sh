@@ -14,6 +14,7 @@ declare -A want=(
   [nft]=nftables
   [qemu-system-x86_64]=qemu-system-x86   # qemu/: real VMs (software emulation)
   [busybox]=busybox-static
+  [etcd]=etcd-server                     # internal/etcdstore: tests run a real etcd
 )
 missing=()
 for cmd in "${!want[@]}"; do

@@ -6,6 +6,7 @@
 //	      [--uplink SPEC] [--public-cidr CIDR] [--public-ip IP] [--upstream IP|MAC]
 //	      [--metrics ADDR] [--log-level LEVEL] [--log-format text|json]
 //	      [--ports drivers|memory] [--no-sync] [--keep-flows=false]
+//	      [--store bolt|etcd] [--etcd-endpoints URL[,URL...]] [--etcd-prefix PREFIX]
 //
 // Configuration comes from flags and, with --config FILE, from a file with
 // the same keys, one "key = value" per line ("#" starts a comment); flags
@@ -18,6 +19,11 @@
 //	public-ip   = 198.51.100.1
 //	metrics     = 127.0.0.1:9090
 //	log-level   = info
+//
+// --store bolt (the default) keeps the objects in state.db in the state
+// directory; --store etcd (in etcd at --etcd-endpoints, keys under
+// --etcd-prefix, default /roam/) is parsed and checked but not wired to the
+// service yet: roamd refuses to start with it.
 //
 // The socket gets mode 0660 and the group --socket-group (default "roam")
 // when that group exists, so that its members can use roamctl; otherwise

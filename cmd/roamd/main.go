@@ -38,6 +38,9 @@ func run(args []string) error {
 		{"metrics", "", "serve Prometheus metrics on this address (host:port)"},
 		{"log-level", def.LogLevel, "debug, info, warn or error"},
 		{"ports", def.Ports, "port drivers: drivers (real TAP, AF_PACKET, stream and TUN ports) or memory (in-memory twins, for tests)"},
+		{"store", def.Store, "where the objects live: bolt (state.db in --state-dir, this host only) or etcd (shared by the roamds of a cluster)"},
+		{"etcd-endpoints", "", "with --store etcd: etcd client URLs, URL[,URL...] (http://host:port)"},
+		{"etcd-prefix", def.EtcdPrefix, "with --store etcd: the prefix of every key of the store"},
 		{"filtering", def.Filtering, "PAT filtering (RFC 4787 REQ-8): address-port-dependent (only the remote endpoints a mapping sent to), address-dependent (any port of the remote addresses it sent to) or endpoint-independent (any remote)"},
 	} {
 		vals[f.key] = fs.String(f.key, f.def, f.usage)

@@ -176,6 +176,10 @@ func TestDaemonRefusesBadConfig(t *testing.T) {
 		{"bad uplink", []string{"--state-dir", dir, "--socket", filepath.Join(dir, "s"), "--uplink", "stream:/x"}, "uplink"},
 		{"bad log level", []string{"--state-dir", dir, "--socket", filepath.Join(dir, "s"), "--log-level", "loud"}, "log-level"},
 		{"stray argument", []string{"extra"}, "extra"},
+		{"unknown store", []string{"--state-dir", dir, "--socket", filepath.Join(dir, "s"), "--store", "redis"}, "store"},
+		{"etcd without endpoints", []string{"--state-dir", dir, "--socket", filepath.Join(dir, "s"), "--store", "etcd"}, "etcd-endpoints"},
+		{"bad etcd endpoint", []string{"--state-dir", dir, "--socket", filepath.Join(dir, "s"), "--store", "etcd", "--etcd-endpoints", "localhost"}, "etcd-endpoints"},
+		{"etcd not wired yet", []string{"--state-dir", dir, "--socket", filepath.Join(dir, "s"), "--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379"}, "not wired"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

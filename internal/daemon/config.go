@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 
@@ -37,7 +39,22 @@ type Config struct {
 	// the remote addresses it sent to, FilteringEndpointIndependent from
 	// any remote.
 	Filtering string
+	// Store (store) is where the objects live: StoreBolt (the default,
+	// state.db in StateDir, one host) or StoreEtcd (etcd at
+	// EtcdEndpoints under EtcdPrefix, shared by every roamd of a cluster).
+	Store         string
+	EtcdEndpoints []string // etcd-endpoints: client URLs, comma-separated
+	EtcdPrefix    string   // etcd-prefix: every key of the store starts with it
 }
+
+// Values of the store key.
+const (
+	StoreBolt = "bolt"
+	StoreEtcd = "etcd"
+)
+
+// DefaultEtcdPrefix is the default of etcd-prefix.
+const DefaultEtcdPrefix = "/roam/"
 
 // Values of the filtering key.
 const (
@@ -55,11 +72,11 @@ func (c Config) SwitchOptions() vswitch.Options {
 // DefaultConfig returns the defaults of DESIGN.md.
 func DefaultConfig() Config {
 	return Config{StateDir: "/var/lib/roam", Socket: "/run/roam/roamd.sock", SocketGroup: "roam", LogLevel: "info", Ports: PortsDrivers, KeepFlows: true,
-		Filtering: FilteringAddressPortDependent}
+		Filtering: FilteringAddressPortDependent, Store: StoreBolt, EtcdPrefix: DefaultEtcdPrefix}
 }
 
 // ConfigKeys are the keys a config file may set, as the flags are named.
-var ConfigKeys = []string{"state-dir", "socket", "socket-group", "uplink", "public-cidr", "public-ip", "upstream", "metrics", "log-level", "no-sync", "ports", "keep-flows", "filtering"}
+var ConfigKeys = []string{"state-dir", "socket", "socket-group", "uplink", "public-cidr", "public-ip", "upstream", "metrics", "log-level", "no-sync", "ports", "keep-flows", "filtering", "store", "etcd-endpoints", "etcd-prefix"}
 
 // Values of the ports key.
 const (
@@ -80,6 +97,22 @@ func (c *Config) Set(key, value string) error {
 			return invalid("filtering", value, "want "+FilteringAddressPortDependent+", "+FilteringAddressDependent+" or "+FilteringEndpointIndependent)
 		}
 		c.Filtering = value
+	case "store":
+		if value != StoreBolt && value != StoreEtcd {
+			return invalid("store", value, "want "+StoreBolt+" or "+StoreEtcd)
+		}
+		c.Store = value
+	case "etcd-endpoints":
+		eps, err := parseEndpoints(value)
+		if err != nil {
+			return invalid("etcd-endpoints", value, err.Error())
+		}
+		c.EtcdEndpoints = eps
+	case "etcd-prefix":
+		if !strings.HasPrefix(value, "/") || !strings.HasSuffix(value, "/") || strings.ContainsAny(value, " \t\n") {
+			return invalid("etcd-prefix", value, "want a key prefix that starts and ends with / (e.g. "+DefaultEtcdPrefix+"), without spaces")
+		}
+		c.EtcdPrefix = value
 	case "state-dir":
 		c.StateDir = value
 	case "socket":
@@ -118,6 +151,40 @@ func (c *Config) Set(key, value string) error {
 		}
 	default:
 		return invalid("key", key, "unknown; known keys: "+strings.Join(ConfigKeys, ", "))
+	}
+	return nil
+}
+
+// parseEndpoints parses etcd-endpoints: comma-separated http or https URLs
+// of etcd's client port (host and port, no path).
+func parseEndpoints(value string) ([]string, error) {
+	var eps []string
+	for _, e := range strings.Split(value, ",") {
+		e = strings.TrimSpace(e)
+		u, err := url.Parse(e)
+		switch {
+		case e == "":
+			return nil, errors.New("want URL[,URL...], got an empty URL")
+		case err != nil || u.Scheme != "http" && u.Scheme != "https":
+			return nil, fmt.Errorf("%q is not an http:// or https:// URL", e)
+		case u.Hostname() == "" || u.Port() == "":
+			return nil, fmt.Errorf("%q has no host:port", e)
+		case u.Path != "" && u.Path != "/", u.RawQuery != "", u.User != nil:
+			return nil, fmt.Errorf("%q: want only scheme, host and port", e)
+		}
+		eps = append(eps, e)
+	}
+	return eps, nil
+}
+
+// CheckStore checks that the store keys agree: etcd needs endpoints, and
+// endpoints mean etcd.
+func (c Config) CheckStore() error {
+	switch {
+	case c.Store == StoreEtcd && len(c.EtcdEndpoints) == 0:
+		return invalid("etcd-endpoints", "", "required with store "+StoreEtcd)
+	case c.Store != StoreEtcd && len(c.EtcdEndpoints) > 0:
+		return invalid("etcd-endpoints", strings.Join(c.EtcdEndpoints, ","), "set, but store is "+c.Store+" (want store "+StoreEtcd+")")
 	}
 	return nil
 }

@@ -85,3 +85,55 @@ func TestFilteringKey(t *testing.T) {
 		t.Fatalf("got %v, want an error naming filtering", err)
 	}
 }
+
+func TestStoreKeys(t *testing.T) {
+	if c := DefaultConfig(); c.Store != StoreBolt || c.EtcdPrefix != DefaultEtcdPrefix || c.CheckStore() != nil {
+		t.Fatalf("default store %q prefix %q: %v", c.Store, c.EtcdPrefix, c.CheckStore())
+	}
+	cases := []struct {
+		name  string
+		keys  [][2]string
+		err   string // of Set, naming the key
+		check string // of CheckStore
+		want  func(Config) bool
+	}{
+		{"etcd with endpoints", [][2]string{{"store", "etcd"}, {"etcd-endpoints", "http://127.0.0.1:2379, https://[::1]:2379"}, {"etcd-prefix", "/cluster-a/"}}, "", "",
+			func(c Config) bool {
+				return c.Store == StoreEtcd && strings.Join(c.EtcdEndpoints, " ") == "http://127.0.0.1:2379 https://[::1]:2379" && c.EtcdPrefix == "/cluster-a/"
+			}},
+		{"bolt", [][2]string{{"store", "bolt"}}, "", "", func(c Config) bool { return c.Store == StoreBolt }},
+		{"unknown store", [][2]string{{"store", "redis"}}, "store", "", nil},
+		{"etcd without endpoints", [][2]string{{"store", "etcd"}}, "", "etcd-endpoints", nil},
+		{"endpoints without etcd", [][2]string{{"etcd-endpoints", "http://127.0.0.1:2379"}}, "", "etcd-endpoints", nil},
+		{"endpoint without scheme", [][2]string{{"etcd-endpoints", "127.0.0.1:2379"}}, "etcd-endpoints", "", nil},
+		{"endpoint without port", [][2]string{{"etcd-endpoints", "http://127.0.0.1"}}, "etcd-endpoints", "", nil},
+		{"endpoint with a path", [][2]string{{"etcd-endpoints", "http://127.0.0.1:2379/v3"}}, "etcd-endpoints", "", nil},
+		{"empty endpoint in the list", [][2]string{{"etcd-endpoints", "http://127.0.0.1:2379,"}}, "etcd-endpoints", "", nil},
+		{"prefix without slashes", [][2]string{{"etcd-prefix", "roam"}}, "etcd-prefix", "", nil},
+		{"prefix without the last slash", [][2]string{{"etcd-prefix", "/roam"}}, "etcd-prefix", "", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			var err error
+			for _, kv := range tc.keys {
+				if err = c.Set(kv[0], kv[1]); err != nil {
+					break
+				}
+			}
+			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err+` "`)) {
+				t.Fatalf("Set: %v, want an error naming %q", err, tc.err)
+			}
+			if err != nil {
+				return
+			}
+			err = c.CheckStore()
+			if tc.check == "" && err != nil || tc.check != "" && (err == nil || !strings.Contains(err.Error(), tc.check+` "`)) {
+				t.Fatalf("CheckStore: %v, want an error naming %q", err, tc.check)
+			}
+			if tc.want != nil && !tc.want(c) {
+				t.Fatalf("config %+v", c)
+			}
+		})
+	}
+}

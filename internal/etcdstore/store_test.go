@@ -338,14 +338,16 @@ func TestWatch(t *testing.T) {
 			}
 			// The other client commits while w watches: the committed
 			// changes come first, then the live ones, in order.
-			go func() {
+			var wg sync.WaitGroup
+			wg.Go(func() {
 				for g := uint64(committed); g < committed+live; g++ {
 					commit(g)
 					time.Sleep(time.Millisecond)
 				}
-			}()
+			})
 			n := int(committed + live - tt.from)
 			got := collect(t, w, tt.from, n, 10*time.Second)
+			wg.Wait()
 			checkSeq(t, got, tt.from)
 			for _, ch := range got {
 				if len(ch.Mutations) != 2 || ch.Mutations[0].Key != fmt.Sprint(ch.Gen) || ch.Mutations[1].Value != nil {
@@ -543,4 +545,171 @@ func TestOpenErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRestartUnderLoad stops (or kills) etcd in the middle of a stream of
+// commits and starts it again on the same data: every commit that returned
+// nil is in Load and in the watch, in order, none twice, and the watcher
+// (which never returns) resumes by itself.
+func TestRestartUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts etcd: not in -short")
+	}
+	tests := []struct {
+		name string
+		kill bool
+	}{{"stopped", false}, {"killed", true}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := etcdtest.Start(t, etcdtest.Options{})
+			c := open(t, srv, etcdstore.Config{Prefix: "/restart/", Timeout: time.Second})
+			w := open(t, srv, etcdstore.Config{Prefix: "/restart/", Timeout: time.Second})
+
+			var mu sync.Mutex
+			var watched []etcdstore.Change
+			ctx, cancel := context.WithCancel(context.Background())
+			watchDone := make(chan error, 1)
+			go func() {
+				watchDone <- w.Watch(ctx, 0, func(ch etcdstore.Change) error {
+					mu.Lock()
+					defer mu.Unlock()
+					watched = append(watched, ch)
+					return nil
+				})
+			}()
+			defer func() {
+				cancel()
+				if err := <-watchDone; !errors.Is(err, context.Canceled) {
+					t.Errorf("Watch ended with %v", err)
+				}
+			}()
+
+			const before, after = 200, 200
+			acked := make(map[uint64]string) // generation -> the key its commit wrote
+			var gen uint64
+			var failed, unknownApplied int
+			var restarted chan error
+			var outage time.Duration
+			deadline := time.Now().Add(60 * time.Second)
+			for i := 0; len(acked) < before+after; i++ {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d commits acknowledged in 60 s", len(acked))
+				}
+				if len(acked) == before && restarted == nil {
+					restarted = make(chan error, 1)
+					go func() {
+						t0 := time.Now()
+						stop := srv.Stop
+						if tt.kill {
+							stop = srv.Kill
+						}
+						err := stop()
+						if err == nil {
+							time.Sleep(500 * time.Millisecond)
+							err = srv.Restart()
+						}
+						outage = time.Since(t0)
+						restarted <- err
+					}()
+				}
+				key := fmt.Sprint("c", i)
+				g, err := c.Commit(gen, []etcdstore.Mutation{put("b", key, fmt.Sprint(i)), put("b", "last", key)}, nil)
+				var ce *etcdstore.ConflictError
+				switch {
+				case err == nil:
+					acked[g] = key
+					gen = g
+				case errors.As(err, &ce):
+					// A commit whose answer was lost took effect after all.
+					unknownApplied++
+					gen = ce.Current
+				default:
+					failed++
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			if err := <-restarted; err != nil {
+				t.Fatal(err)
+			}
+			objs, last := mustLoad(t, c)
+			for g, key := range acked {
+				if _, ok := objs["b"][key]; !ok {
+					t.Errorf("acknowledged commit %d (%s) is not in Load", g, key)
+				}
+			}
+			// The watcher catches up to Load's generation by itself.
+			for end := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				mu.Lock()
+				n := len(watched)
+				mu.Unlock()
+				if uint64(n) >= last {
+					break
+				}
+				if time.Now().After(end) {
+					t.Fatalf("the watcher has %d changes of %d 20 s after", n, last)
+				}
+			}
+			mu.Lock()
+			got := slices.Clone(watched)
+			mu.Unlock()
+			checkSeq(t, got, 0)
+			replay := map[string]string{}
+			for _, ch := range got {
+				if key, ok := acked[ch.Gen]; ok && ch.Mutations[0].Key != key {
+					t.Fatalf("watched change %d wrote %s, the acknowledged commit %s", ch.Gen, ch.Mutations[0].Key, key)
+				}
+				for _, m := range ch.Mutations {
+					replay[m.Key] = string(m.Value)
+				}
+			}
+			if !maps.Equal(replay, strs(objs)["b"]) {
+				t.Fatalf("the watched changes replayed (%d objects) differ from Load (%d)", len(replay), len(objs["b"]))
+			}
+			t.Logf("%d commits acknowledged (generation %d), %d failed while etcd was down %v, %d of unknown outcome found applied; watcher at %d",
+				len(acked), last, failed, outage.Round(time.Millisecond), unknownApplied, len(got))
+		})
+	}
+}
+
+// TestLatency measures commit latency and the propagation of a commit to
+// a second client's watch (from the start of Commit to the delivery).
+func TestLatency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measurement: not in -short")
+	}
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	a, b := open(t, srv, etcdstore.Config{}), open(t, srv, etcdstore.Config{})
+	const n = 1000
+	delivered := make(chan time.Time, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go b.Watch(ctx, 0, func(etcdstore.Change) error {
+		delivered <- time.Now()
+		return nil
+	})
+	value := []byte(`{"id":"eni-0123456789abcdef0","subnet":"subnet-0123456789abcdef0","mac":"02:00:00:00:00:01","ips":["10.0.0.17"],"groups":["sg-0123456789abcdef0"],"tags":{}}`)
+	commit := make([]time.Duration, 0, n)
+	prop := make([]time.Duration, 0, n)
+	for g := range uint64(n) {
+		t0 := time.Now()
+		_, err := a.Commit(g, []etcdstore.Mutation{{Bucket: "enis", Key: fmt.Sprint("eni-", g%50), Value: value}}, mkEvent("op"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		commit = append(commit, time.Since(t0))
+		select {
+		case at := <-delivered:
+			prop = append(prop, at.Sub(t0))
+		case <-time.After(5 * time.Second):
+			t.Fatalf("commit %d not delivered to the other client in 5 s", g+1)
+		}
+	}
+	t.Logf("%d commits (one object and an event each): commit p50 %v p99 %v; to the other client's watch p50 %v p99 %v",
+		n, pct(commit, 50), pct(commit, 99), pct(prop, 50), pct(prop, 99))
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[(len(s)-1)*p/100].Round(10 * time.Microsecond)
 }
