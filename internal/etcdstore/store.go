@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 )
 
 // Mutation is one write of a commit: Value nil deletes the key. It has the
@@ -378,6 +379,9 @@ func (s *Store) Commit(expected uint64, muts []Mutation, ev EventFunc) (uint64, 
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).
 			Else(clientv3.OpGet(s.key("gen")), clientv3.OpGet(s.key("eventseq"))).Commit()
 		cancel()
+		if err != nil && refused(err) {
+			return 0, s.wrap("commit", err)
+		}
 		if err != nil {
 			return s.resolve(expected, changeKey, rec, err)
 		}
@@ -439,6 +443,20 @@ func (s *Store) eventOps(id uint64, ev []byte) []clientv3.Op {
 		ops = append(ops, s.trim("events", id-s.cfg.MaxEvents+1))
 	}
 	return ops
+}
+
+// refused says whether etcd refused a request outright (it did not apply
+// it): too large, too many operations, not allowed.
+func refused(err error) bool {
+	var ee rpctypes.EtcdError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	switch ee.Code() {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.ResourceExhausted, codes.PermissionDenied, codes.Unauthenticated, codes.OutOfRange:
+		return true
+	}
+	return false
 }
 
 // resolve decides the outcome of a commit whose answer was lost (err): it

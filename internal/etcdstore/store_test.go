@@ -523,6 +523,24 @@ func TestEvents(t *testing.T) {
 	})
 }
 
+// TestRefused: a commit larger than the etcd server accepts fails at once,
+// naming the server flag to raise, and writes nothing.
+func TestRefused(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{Args: []string{"--max-txn-ops", "128"}})
+	s := open(t, srv, etcdstore.Config{})
+	_, err := s.Commit(0, manyPuts("b", 200), mkEvent("big"))
+	if err == nil || errors.Is(err, etcdstore.ErrConflict) || !strings.Contains(err.Error(), "--max-txn-ops") || strings.Contains(err.Error(), "unknown") {
+		t.Fatalf("commit of 200 objects: %v, want a refusal naming --max-txn-ops", err)
+	}
+	objs, gen := mustLoad(t, s)
+	if evs, _ := s.Events(0, 0); gen != 0 || len(objs) != 0 || len(evs) != 0 {
+		t.Fatalf("after the refusal: generation %d, %d buckets, %d events", gen, len(objs), len(evs))
+	}
+	if _, err := s.Commit(0, manyPuts("b", 100), nil); err != nil {
+		t.Fatalf("commit of 100 objects: %v", err)
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	tests := []struct {
 		name string
