@@ -247,14 +247,14 @@ func (sc Scope) Events(after uint64, limit int) ([]Event, error) {
 // Dump returns the committed state the caller may read. The invariant
 // check (Problems) names objects of every owner: only root gets it.
 func (sc Scope) Dump() *Dump {
-	if sc.p.IsRoot() {
-		return sc.s.Dump()
-	}
 	s := sc.s
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	v := s.st.view()
 	d := &Dump{Gen: s.st.gen, Subnets: []*Subnet{}, SecurityGroups: []*Group{}, Instances: []*Instance{}, ENIs: []*ENI{}, EIPs: []*Address{}}
+	if sc.p.IsRoot() {
+		d.Problems = s.checkLocked()
+	}
 	for _, x := range sortedValues(s.st.subnets) {
 		d.Subnets = append(d.Subnets, x.Clone())
 	}
@@ -289,11 +289,24 @@ func (sc Scope) Flows(insp Inspector, eniID string) ([]Flow, error) {
 		return insp.Flows(eniID), nil
 	}
 	out := []Flow{}
-	for _, id := range ids {
-		out = append(out, insp.Flows(id)...)
+	if len(ids) <= perRecordScans {
+		for _, id := range ids {
+			out = append(out, insp.Flows(id)...)
+		}
+		return out, nil
+	}
+	// One listing of the table costs less than a scan per record.
+	for _, f := range insp.Flows("") {
+		if _, ok := slices.BinarySearch(ids, f.ENIID); ok {
+			out = append(out, f)
+		}
 	}
 	return out, nil
 }
+
+// perRecordScans is how many records' flows Flows lists one record at a
+// time (each a scan of the table) before it lists the table once instead.
+const perRecordScans = 4
 
 // Stats returns the counters of record eniID (NotFound when the caller may
 // not read it) or, with eniID "", the sum of the counters of every record
