@@ -53,7 +53,7 @@
 //	eip        {id: "eipalloc-…", public_ip, eni_id?, private_ip?, created_at}
 //	event      {id: N, time, uid, operation, target, result: "ok"|CODE, message?}
 //	flow       {proto, orig_src, orig_dst, reply_src, reply_dst, state, eni_id, expires}
-//	stats      {id: "global"|ENI, packets, packets_in, packets_out, bytes_in, bytes_out,
+//	stats      {id: "global"|"uid:N"|ENI, packets, packets_in, packets_out, bytes_in, bytes_out,
 //	            forwarded, translations, flows, flow_limit?, drops: {reason: n}}
 //	flush      {id: "all"|ENI, flushed: n}
 //	state      {gen, subnets, security_groups, instances, enis, eips, problems?}   (GET /v1/state)
@@ -75,6 +75,10 @@
 //	GET    /v1/events?after=&limit=     GET /v1/state
 //	GET    /v1/conntrack?eni_id=        DELETE /v1/conntrack?eni_id=      GET /v1/stats?eni_id=
 //	GET    /v1/capture?port=&count=     (a pcap stream)
+//
+// Every GET answers what the caller may read (control/doc.go,
+// "Authorization"): an administrator reads everything, another uid its own
+// records and what hangs off them; an object it may not read is NotFound.
 //
 // Request bodies are the *Input types of this package; the server
 // (internal/apiserver) refuses unknown fields (InvalidParameter naming the

@@ -103,8 +103,11 @@
 //
 // The caller is a Principal: the uid of the connecting process, which the
 // API server (internal/apiserver) reads with SO_PEERCRED when the connection
-// is accepted. Uid 0 is the administrator and may do
-// everything. Other uids:
+// is accepted. Uid 0 is the administrator and may do everything; so is a
+// Principal with Admin set, which the API server sets for the uid roamd
+// runs as (apiserver.NewServer's admins), so that roamd started by a user
+// without root (--ports memory) is administered by that user; "root" below
+// means any administrator. Other uids:
 //
 //	subnets, security groups, rules, public IP allocate/release   root only
 //	instance create                                                 anyone; the caller owns it
@@ -117,7 +120,23 @@
 //	assign-ip, unassign-ip, eip associate/disassociate              owners and IP setters (of every record involved)
 //	conntrack flush                                                 root (all) or the record's owners
 //	capture                                                         root
-//	reads (list, show, events, stats, conntrack list)               anyone who can connect
+//	reads (list, show, events, stats, conntrack list)               scoped, see below
+//
+// Reads are scoped (scope.go, Service.As): an administrator reads
+// everything; any other caller reads the records whose permission lists
+// (owners, attachers, detachers, ip setters) name it, their attachments and
+// associations, the public IPs associated with them, their conntrack
+// entries and counters (without a record, the caller's records' entries,
+// and the sum of their counters as "uid:N"), and the audit events it
+// caused or whose target is one of its records (by id, private or public
+// IP, or allocation). Subnets and security groups are readable by all (a
+// VPC-wide describe: one needs them to create a record, and they name no
+// tenant); instances too, without the attachments of records the caller
+// may not read. GET /v1/state is the same scoped view, without problems.
+// A record or allocation the caller may not read answers NotFound with the
+// message of one that does not exist: a read does not tell a stranger's
+// object from none. Mutating operations keep Unauthorized (naming the
+// caller and the object it named).
 //
 // The socket is created with mode 0660 and, when the group named by
 // --socket-group (default "roam") exists, that group: root and the group's

@@ -82,14 +82,18 @@ type Options struct {
 }
 
 // Principal is the caller of an operation, identified by uid. Uid 0 is the
-// administrator.
-type Principal struct{ UID uint32 }
+// administrator; so is a caller with Admin set (the daemon sets it for the
+// uid that started it, see internal/apiserver.Admins).
+type Principal struct {
+	UID   uint32
+	Admin bool
+}
 
 // Root is the administrator.
 var Root = Principal{UID: 0}
 
-// IsRoot reports whether p is the administrator.
-func (p Principal) IsRoot() bool { return p.UID == 0 }
+// IsRoot reports whether p is an administrator: uid 0 or Admin.
+func (p Principal) IsRoot() bool { return p.UID == 0 || p.Admin }
 
 // Service is the network interface virtualization service: it owns the
 // records and every other object, validates and authorizes each operation,

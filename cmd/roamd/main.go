@@ -38,6 +38,7 @@ func run(args []string) error {
 		{"metrics", "", "serve Prometheus metrics on this address (host:port)"},
 		{"log-level", def.LogLevel, "debug, info, warn or error"},
 		{"ports", def.Ports, "port drivers: drivers (real TAP, AF_PACKET, stream and TUN ports) or memory (in-memory twins, for tests)"},
+		{"mss-clamp", "0", "lower the MSS option of TCP SYNs roam forwards to at most this many bytes (0 = off)"},
 		{"filtering", def.Filtering, "PAT filtering (RFC 4787 REQ-8): address-port-dependent (only the remote endpoints a mapping sent to), address-dependent (any port of the remote addresses it sent to) or endpoint-independent (any remote)"},
 	} {
 		vals[f.key] = fs.String(f.key, f.def, f.usage)
