@@ -37,8 +37,8 @@ const (
 	AttachmentAttached  = "attached"
 	AttachmentAttaching = "attaching"
 	AttachmentFailed    = "failed"
-	PortUp             = "up"
-	PortDown           = "down"
+	PortUp              = "up"
+	PortDown            = "down"
 	// PortUnplugged is a free hot-plug slot: no NIC in the VM, no port open.
 	PortUnplugged = "unplugged"
 )

@@ -38,7 +38,7 @@ type txn struct {
 	// operation is validated again after them (opening a new instance's
 	// ports: a port that cannot be opened refuses it before anything is
 	// written).
-	early []hostEffect
+	early     []hostEffect
 	prev      *txn // the values tx replaced, when it has effects
 	noEffects bool // a compensating commit: no effects of its own
 
