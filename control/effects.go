@@ -265,11 +265,12 @@ func (s *Service) reason(jobs []*fxJob, ended bool) string {
 	return ""
 }
 
-// completeEffects republishes o's held records with their new binding.
+// completeEffects republishes o's held records with their new binding; a
+// refusal by the data path compensates o and undoes its effects.
 func (s *Service) completeEffects(o *opEffects) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if o.cancelled {
+		s.mu.Unlock()
 		return nil
 	}
 	s.unholdLocked(o)
@@ -284,11 +285,13 @@ func (s *Service) completeEffects(o *opEffects) error {
 		s.compensateLocked(o, e)
 		o.ok = false
 		close(o.published)
-		go s.undoEffects(o, o.pre)
+		s.mu.Unlock()
+		s.undoEffects(o, o.pre)
 		return e
 	}
 	o.ok = true
 	close(o.published)
+	s.mu.Unlock()
 	return nil
 }
 

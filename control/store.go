@@ -247,12 +247,14 @@ func (s *BoltStore) Commit(expected uint64, muts []Mutation, ev *Event) (uint64,
 			return err
 		}
 		ch := tx.Bucket([]byte(bucketChanges))
-		if err := ch.Put(g[:], v); err != nil {
+		if err := ch.Put(binary.BigEndian.AppendUint64(nil, gen), v); err != nil {
 			return err
 		}
 		if gen > MaxChanges {
-			binary.BigEndian.PutUint64(g[:], gen-MaxChanges)
-			return ch.Delete(g[:])
+			// Not g: bbolt keeps the values put until the commit.
+			var old [8]byte
+			binary.BigEndian.PutUint64(old[:], gen-MaxChanges)
+			return ch.Delete(old[:])
 		}
 		return nil
 	})
