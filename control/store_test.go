@@ -9,11 +9,13 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"roam/qemu/qmp/qmptest"
 	vswitch "roam/switch"
 )
 
@@ -352,10 +354,11 @@ func TestTwoServicesConflict(t *testing.T) {
 	})
 }
 
-// hungMonitor is a QMP socket that accepts connections and never answers.
-func hungMonitor(t *testing.T) string {
+// hungMonitor is a QMP socket that accepts connections and never answers;
+// stop closes it and removes the socket.
+func hungMonitor(t *testing.T) (path string, stop func()) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "hung.qmp")
+	path = filepath.Join(t.TempDir(), "hung.qmp")
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -373,15 +376,19 @@ func hungMonitor(t *testing.T) string {
 			mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	return path
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			l.Close()
+			mu.Lock()
+			for _, c := range conns {
+				c.Close()
+			}
+			mu.Unlock()
+		})
+	}
+	t.Cleanup(stop)
+	return path, stop
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {
@@ -434,7 +441,8 @@ func TestHungMonitorDoesNotStall(t *testing.T) {
 	}
 	base := run(200)
 
-	ok(s.CreateInstance(Root, CreateInstanceInput{Name: "hung", QMP: hungMonitor(t)}))
+	monPath, unhang := hungMonitor(t)
+	ok(s.CreateInstance(Root, CreateInstanceInput{Name: "hung", QMP: monPath}))
 	h := ok(s.CreateENI(Root, CreateENIInput{SubnetID: sn.ID}))
 	attached := make(chan *ENI, 1)
 	go func() {
@@ -480,6 +488,35 @@ func TestHungMonitorDoesNotStall(t *testing.T) {
 	t.Logf("hung attach: %s", b)
 	if len(dp.bad) > 0 {
 		t.Errorf("published configs: %v", dp.bad)
+	}
+
+	// The monitor comes back: a retry plugs the NIC and the record gets
+	// its binding.
+	unhang()
+	q, err := qmptest.Start(monPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v := ok(s.ENI(h.ID))
+		if v.Status == StatusInUse && v.Attachments[0].Status == AttachmentAttached {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the retries did not complete the attach: %+v", v)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := q.Devices(); len(got) != 1 || !strings.HasPrefix(got[0], "roam0 "+h.MAC) {
+		t.Errorf("devices after the retry: %q", got)
+	}
+	if r := dp.record(h.ID); r == nil || len(r.Ports) != 1 {
+		t.Errorf("published after the retry: %+v, want the record on its hot-plug port", r)
+	}
+	if bad := s.Check(); len(bad) > 0 {
+		t.Errorf("after the retry: %v", bad)
 	}
 }
 
