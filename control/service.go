@@ -1,9 +1,9 @@
 package control
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -102,7 +102,9 @@ func (p Principal) IsRoot() bool { return p.UID == 0 || p.Admin }
 //
 // Lock order: Service.mu, then the store's own locks. Every mutating
 // operation holds mu for writing from validation to publication, so
-// operations are serializable; reads hold it for reading.
+// operations are serializable; reads hold it for reading. Host effects
+// run after, without mu (effects.go). A watch loop applies the commits of
+// other writers of the store (watch.go).
 type Service struct {
 	mu    sync.RWMutex
 	st    *state
@@ -118,6 +120,18 @@ type Service struct {
 	rand    io.Reader
 	observe func(op, result string, d time.Duration)
 	last    *vswitch.Config
+	pub     uint64 // Gen of the last published config
+
+	// Host effects (effects.go): the runner, the records whose effects
+	// are pending, how long an operation waits for its effects and how
+	// long one QMP conversation may take.
+	fx             *fxRunner
+	pending        map[string]*opEffects
+	fxWait         time.Duration
+	hotplugTimeout time.Duration
+
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 type openPort struct {
@@ -246,7 +260,12 @@ func Open(o Options) (*Service, error) {
 		now:     o.Now,
 		rand:    o.Rand,
 		observe: o.Observe,
+
+		fx:             newFxRunner(),
+		pending:        map[string]*opEffects{},
+		hotplugTimeout: defaultHotplugTimeout,
 	}
+	s.fxWait = s.hotplugTimeout + 2*time.Second
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -298,8 +317,9 @@ func Open(o Options) (*Service, error) {
 		all[id] = true
 	}
 	s.configureGuestsLocked(all)
+	s.last, s.pub = cfg, cfg.Gen
 	s.replugAfterRestart()
-	s.last = cfg
+	s.startWatch()
 	s.log.Info("state restored", "gen", s.st.gen, "subnets", len(s.st.subnets), "groups", len(s.st.groups),
 		"instances", len(s.st.instances), "enis", len(s.st.enis), "eips", len(s.st.eips))
 	return s, nil
@@ -328,46 +348,15 @@ func (s *Service) load() error {
 	if err != nil {
 		return internal("load store", err)
 	}
-	st := s.st
-	st.gen = gen
-	for k, v := range objs[bucketSubnets] {
-		var x Subnet
-		if err := json.Unmarshal(v, &x); err != nil {
-			return internal("decode subnet "+k, err)
+	tx := s.st.txn(Root)
+	for _, b := range objectBuckets {
+		for k, v := range objs[b] {
+			if err := tx.putStored(b, k, v); err != nil {
+				return err
+			}
 		}
-		st.subnets[k] = &x
 	}
-	for k, v := range objs[bucketGroups] {
-		var x Group
-		if err := json.Unmarshal(v, &x); err != nil {
-			return internal("decode group "+k, err)
-		}
-		st.groups[k] = &x
-	}
-	for k, v := range objs[bucketInstances] {
-		var x Instance
-		if err := json.Unmarshal(v, &x); err != nil {
-			return internal("decode instance "+k, err)
-		}
-		st.instances[k] = &x
-		st.indexInstance(&x, true)
-	}
-	for k, v := range objs[bucketENIs] {
-		var x ENI
-		if err := json.Unmarshal(v, &x); err != nil {
-			return internal("decode eni "+k, err)
-		}
-		st.enis[k] = &x
-		st.indexENI(&x, true)
-	}
-	for k, v := range objs[bucketEIPs] {
-		var x Address
-		if err := json.Unmarshal(v, &x); err != nil {
-			return internal("decode eip "+k, err)
-		}
-		st.eips[k] = &x
-		st.indexEIP(&x, true)
-	}
+	s.installLocked(tx, gen, nil, nil)
 	for _, p := range s.st.check() {
 		s.log.Error("restored state is inconsistent", "problem", p)
 	}
@@ -381,6 +370,14 @@ func (s *Service) openPortLocked(spec string) (*openPort, error) {
 	if op, ok := s.ports[spec]; ok && op.err == nil {
 		return op, nil
 	}
+	op := s.dialPort(spec)
+	s.ports[spec] = op
+	return op, op.err
+}
+
+// dialPort opens spec through the factory and registers it with the data
+// path (no lock needed).
+func (s *Service) dialPort(spec string) *openPort {
 	op := &openPort{}
 	p, err := s.factory.Open(spec)
 	if err == nil {
@@ -401,8 +398,55 @@ func (s *Service) openPortLocked(spec string) (*openPort, error) {
 	} else {
 		op.port = p
 	}
+	return op
+}
+
+// openPort is openPortLocked for a host effect: the port is opened without
+// s.mu and installed with it; a failure is not remembered. It reports
+// whether it opened the port (false: it was open already).
+func (s *Service) openPort(spec string) (bool, error) {
+	s.mu.RLock()
+	op, ok := s.ports[spec]
+	s.mu.RUnlock()
+	if ok && op.err == nil {
+		return false, nil
+	}
+	op = s.dialPort(spec)
+	if op.err != nil {
+		return false, op.err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.ports[spec]; ok && cur.err == nil {
+		// Opened meanwhile by another operation: a port is never
+		// registered twice.
+		s.dp.RemovePort(op.port.Name())
+		op.port.Close()
+		return false, nil
+	}
 	s.ports[spec] = op
-	return op, err
+	return true, nil
+}
+
+// closePort is closePortLocked for a host effect: the port is forgotten
+// with s.mu, removed from the data path and closed without it.
+func (s *Service) closePort(spec string) {
+	s.mu.Lock()
+	op, ok := s.ports[spec]
+	delete(s.ports, spec)
+	s.mu.Unlock()
+	if ok {
+		s.dropPort(spec, op)
+	}
+}
+
+func (s *Service) dropPort(spec string, op *openPort) {
+	if op.port != nil {
+		if err := s.dp.RemovePort(op.port.Name()); err != nil {
+			s.log.Warn("remove port", "spec", spec, "err", err)
+		}
+		op.port.Close()
+	}
 }
 
 func (s *Service) closePortLocked(spec string) {
@@ -411,12 +455,7 @@ func (s *Service) closePortLocked(spec string) {
 		return
 	}
 	delete(s.ports, spec)
-	if op.port != nil {
-		if err := s.dp.RemovePort(op.port.Name()); err != nil {
-			s.log.Warn("remove port", "spec", spec, "err", err)
-		}
-		op.port.Close()
-	}
+	s.dropPort(spec, op)
 }
 
 // portUp returns the data path name of the port behind spec, or "" when it
@@ -554,6 +593,14 @@ func (s *Service) checkLocked() []string {
 		// rebuild would publish.
 		v := s.st.view()
 		for id, e := range s.st.enis {
+			if o := s.pending[id]; o != nil {
+				// It keeps its previous binding until its host
+				// effects complete.
+				if o.failed != "" {
+					bad = append(bad, fmt.Sprintf("record %s: host effects of %s failed, retrying: %s", id, o.op, o.failed))
+				}
+				continue
+			}
 			i, ok := s.st.recIdx[id]
 			if !ok || i >= len(s.last.Records) {
 				bad = append(bad, fmt.Sprintf("record %s not published", id))
@@ -575,8 +622,12 @@ func (s *Service) Config() *vswitch.Config {
 	return s.last
 }
 
-// Close closes the uplink and every port the service opened.
+// Close stops the watch and the effects runner and closes the uplink and
+// every port the service opened.
 func (s *Service) Close() error {
+	s.stopWatch()
+	<-s.watchDone
+	s.fx.stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for spec := range s.ports {
