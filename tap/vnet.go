@@ -1,6 +1,10 @@
 package tap
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"roam/internal/packet"
+)
 
 // GSOUDPL4 is virtio's VIRTIO_NET_HDR_GSO_UDP_L4 (USO, Linux 6.2+): a UDP
 // super-frame whose payload is cut into datagrams of GSO.Size bytes, each with
@@ -198,7 +202,7 @@ func setPartial(b []byte, g *GSO) bool {
 		return false
 	}
 	off := csumOffset(proto)
-	binary.BigEndian.PutUint16(b[l4+int(off):], csumFold(pseudoSum(b[ip:], v6, proto, len(b)-l4)))
+	binary.BigEndian.PutUint16(b[l4+int(off):], packet.Fold(pseudoSum(b[ip:], v6, proto, len(b)-l4)))
 	g.NeedsCsum = true
 	g.CsumStart = uint16(l4)
 	g.CsumOffset = off

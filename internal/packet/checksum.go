@@ -1,30 +1,59 @@
 package packet
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // Sum adds b to the one's-complement running sum initial and returns the
 // folded 16-bit sum (not complemented). An odd trailing byte is padded with
 // zero, as RFC 1071 asks.
-func Sum(b []byte, initial uint32) uint16 {
-	s := uint64(initial)
+func Sum(b []byte, initial uint32) uint16 { return Fold(Add(uint64(initial), b)) }
+
+// Add adds b to the running one's-complement sum s as a sequence of
+// big-endian 16-bit words (an odd trailing byte is padded with zero) and
+// returns the new running sum, carried in 64 bits and folded only by Fold.
+// Every b but the last given to one running sum must have an even length.
+// It is roam's one RFC 1071 loop: 32 bytes per round with add-with-carry.
+func Add(s uint64, b []byte) uint64 {
+	var c uint64
+	for len(b) >= 32 {
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b), 0)
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[8:]), c)
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[16:]), c)
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b[24:]), c)
+		s += c
+		b = b[32:]
+	}
 	for len(b) >= 8 {
-		s += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(b), 0)
+		s += c
 		b = b[8:]
 	}
 	if len(b) >= 4 {
-		s += uint64(binary.BigEndian.Uint32(b))
+		s, c = bits.Add64(s, uint64(binary.BigEndian.Uint32(b)), 0)
+		s += c
 		b = b[4:]
 	}
 	if len(b) >= 2 {
-		s += uint64(binary.BigEndian.Uint16(b))
+		s, c = bits.Add64(s, uint64(binary.BigEndian.Uint16(b)), 0)
+		s += c
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		s += uint64(b[0]) << 8
+		s, c = bits.Add64(s, uint64(b[0])<<8, 0)
+		s += c
 	}
-	for s > 0xffff {
-		s = (s >> 16) + (s & 0xffff)
-	}
+	return s
+}
+
+// Fold folds a 64-bit running sum to 16 bits (not complemented).
+func Fold(s uint64) uint16 {
+	s = (s >> 32) + (s & 0xffffffff)
+	s = (s >> 32) + (s & 0xffffffff)
+	s = (s >> 16) + (s & 0xffff)
+	s = (s >> 16) + (s & 0xffff)
+	s = (s >> 16) + (s & 0xffff)
 	return uint16(s)
 }
 

@@ -41,6 +41,28 @@ func TestSum(t *testing.T) {
 	}
 }
 
+// TestChecksumLengths checks Checksum at the lengths around each step of
+// Add's loop (32, 8, 4, 2, 1 bytes), up to the largest IP datagram, on
+// random bytes and on all ones (the sum that carries most).
+func TestChecksumLengths(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 2, 3, 7, 8, 9, 31, 32, 33, 63, 64, 65, 1499, 1500, 65535} {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		if got, want := packet.Checksum(b, 0), ^packettest.Sum(b); got != want {
+			t.Errorf("len %d: got %#04x, want %#04x", n, got, want)
+		}
+		for i := range b {
+			b[i] = 0xff
+		}
+		if got, want := packet.Checksum(b, 0), ^packettest.Sum(b); got != want {
+			t.Errorf("len %d all ones: got %#04x, want %#04x", n, got, want)
+		}
+	}
+}
+
 // TestChecksumGopacket checks Checksum and PseudoSum against the checksums
 // gopacket writes into the frames it serializes.
 func TestChecksumGopacket(t *testing.T) {
