@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"roam/tap"
@@ -26,7 +25,7 @@ func (s *Service) PersistDevices(on bool) (int, error) {
 	n := 0
 	var errs []error
 	try := func(spec string, p tap.Port) {
-		if p == nil || !strings.HasPrefix(spec, KindTap+":") {
+		if sp, err := tap.ParseSpec(spec); p == nil || err != nil || !sp.IsTAP() {
 			return
 		}
 		pp, ok := unwrapPort(p).(tap.Persister)
