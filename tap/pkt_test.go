@@ -155,3 +155,13 @@ func frameOf(b []byte, g GSO) Frame {
 	copy(buf[Headroom:], b)
 	return Frame{Buf: buf, Off: Headroom, Len: len(b), GSO: g}
 }
+
+// l4Info is walkIP for tests: the offsets of the IP and L4 headers, the L4
+// protocol, whether it is IPv6 and whether walkIP accepted the frame.
+func l4Info(b []byte) (ip, l4 int, proto uint8, v6, ok bool) {
+	var h packet.Headers
+	if !walkIP(b, &h) {
+		return 0, 0, 0, false, false
+	}
+	return h.L3, h.L4, h.Proto, h.EthType == etherIPv6, true
+}

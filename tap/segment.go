@@ -41,7 +41,9 @@ func Segment(f *Frame, out []Frame) int {
 		}
 		return 1
 	}
-	ip, l4, proto, v6, ok := l4Info(b)
+	var h packet.Headers
+	ok := walkIP(b, &h)
+	ip, l4, proto, v6 := h.L3, h.L4, h.Proto, h.EthType == etherIPv6
 	if !ok || g.Size == 0 {
 		return 0
 	}
