@@ -31,8 +31,8 @@ func isTPID(t uint16) bool {
 // checks no checksum, length field or fragment offset, and a caller that
 // wants L4 bytes checks that they fit. Parse, which must say why it refuses
 // a frame and is the data path's hottest function, validates with its own
-// walk (calling Walk from it cost 12 ns a frame); FuzzWalk checks that the
-// two agree. A frame with more tags than maxTags stops at the tag (EthType
+// walk (calling Walk from it made Parse 3-4 ns, about 30%, slower);
+// FuzzWalk checks that the two agree. A frame with more tags than maxTags stops at the tag (EthType
 // is its TPID). ok is false only when the Ethernet header or a walked tag
 // does not fit frame (h is then zero). Walk fills h in place (returning
 // Headers by value costs a store-forwarding stall, 9 ns a call) and never
