@@ -4,7 +4,6 @@ import (
 	"net"
 	"slices"
 	"sort"
-	"strings"
 
 	"roam/tap"
 )
@@ -60,7 +59,7 @@ func tapSpecAt(tx *txn, a Attachment) string {
 	if inst == nil || a.DeviceIndex >= len(inst.Ports) {
 		return ""
 	}
-	if spec := inst.Ports[a.DeviceIndex].Spec; strings.HasPrefix(spec, KindTap+":") {
+	if spec := inst.Ports[a.DeviceIndex].Spec; specIs(spec, tap.Spec.IsTAP) {
 		return spec
 	}
 	return ""

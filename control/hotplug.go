@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -36,7 +35,7 @@ const defaultHotplugTimeout = 10 * time.Second
 func hotplugID(idx int) string { return fmt.Sprintf("roam%d", idx) }
 
 func hotplugSpec(inst *Instance, idx int) string {
-	return KindStream + ":" + filepath.Join(filepath.Dir(inst.QMP), fmt.Sprintf("roam-%s-%d.sock", inst.ID, idx))
+	return tap.Spec{Kind: tap.KindStream, Path: filepath.Join(filepath.Dir(inst.QMP), fmt.Sprintf("roam-%s-%d.sock", inst.ID, idx))}.String()
 }
 
 // pickOrPlug returns the device index at which e attaches to inst. Without a
@@ -92,7 +91,7 @@ func (s *Service) plug(tx *txn, inst *Instance, idx int, e *ENI) (int, error) {
 		spec = inst.Ports[idx].Spec
 	}
 	id, mon, instID, eniID, mac := hotplugID(idx), inst.QMP, inst.ID, e.ID, e.MAC
-	sock := strings.TrimPrefix(spec, KindStream+":")
+	sock := streamPath(spec)
 	timeout := s.hotplugTimeout
 	do := func() error {
 		if _, err := s.openPort(spec); err != nil {
@@ -179,7 +178,7 @@ func (s *Service) unplugFreed(tx *txn, instID string, idx int) {
 // still allowed (QEMU may be restarted), but instance views show it down.
 func (s *Service) streamGone(spec string) bool {
 	op, ok := s.ports[spec]
-	if !ok || op.port == nil || !strings.HasPrefix(spec, KindStream+":") {
+	if !ok || op.port == nil || !specIs(spec, tap.Spec.IsStream) {
 		return false
 	}
 	p := unwrapPort(op.port)
@@ -235,7 +234,7 @@ func (s *Service) replugAfterRestart() {
 				id := hotplugID(idx)
 				err := qmp.UnplugNIC(mon, id, s.hotplugTimeout)
 				if err == nil {
-					err = qmp.PlugNIC(mon, id, strings.TrimPrefix(spec, KindStream+":"), mac, s.hotplugTimeout)
+					err = qmp.PlugNIC(mon, id, streamPath(spec), mac, s.hotplugTimeout)
 				}
 				if err != nil {
 					s.log.Warn("re-plug a hot-plugged NIC after restart", "instance", inst, "device", id, "err", err)

@@ -12,7 +12,6 @@ import (
 	"reflect"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -479,7 +478,7 @@ func (s *Service) operational(spec string) bool {
 	if !ok || op.port == nil {
 		return false
 	}
-	if o, ok := op.port.(tap.Operationaler); ok && !strings.HasPrefix(spec, KindStream+":") {
+	if o, ok := op.port.(tap.Operationaler); ok && !specIs(spec, tap.Spec.IsStream) {
 		return o.Operational()
 	}
 	return true
