@@ -22,7 +22,8 @@
 // Every failure is an *Error with a stable Code (InvalidParameter,
 // InvalidSubnet, AddressInUse, NotFound, Unauthorized, IncorrectState,
 // DependencyViolation, AddressLimitExceeded, DataPathRefused,
-// InternalError) and a Message naming the field and the value. errors.Is
+// InternalError, Conflict: the store kept changing under the operation and
+// its retries ran out) and a Message naming the field and the value. errors.Is
 // matches the Err* sentinel of the code. Over the API an error is the body
 // {"error": {"code": "...", "message": "..."}} with a 4xx/5xx status; roamctl
 // prints it as is with --output json (connection failures use the code
@@ -44,22 +45,24 @@
 //	            ports: [{device_index, spec, name, status: "up"|"down"|"unplugged", error?, attachment_id?, eni_id?, hotplug?}]}
 //	eni        {id: "eni-…", subnet_id, private_ip, private_ips: [primary, secondaries…], mac,
 //	            security_groups: [], source_dest_check, description, tags: {},
-//	            status: "available"|"in-use", attachments: [attachment], associations: [association],
+//	            status: "available"|"in-use"|"attaching", attachments: [attachment], associations: [association],
 //	            permissions: {owners: [UID], attachers: [], detachers: [], ip_setters: []},
 //	            flow_budget, flow_policy?: "keep"|"reevaluate"|"reset", created_at}
 //	attachment {id: "attach-…", instance_id, device_index, port: SPEC, delete_on_termination,
-//	            status: "attached", attached_at}
+//	            status: "attached"|"attaching"|"failed", status_reason?, attached_at}
 //	association {allocation_id: "eipalloc-…", public_ip, private_ip}
 //	eip        {id: "eipalloc-…", public_ip, eni_id?, private_ip?, created_at}
 //	event      {id: N, time, uid, operation, target, result: "ok"|CODE, message?}
 //	flow       {proto, orig_src, orig_dst, reply_src, reply_dst, state, eni_id, expires}
-//	stats      {id: "global"|ENI, packets, packets_in, packets_out, bytes_in, bytes_out,
+//	stats      {id: "global"|"uid:N"|ENI, packets, packets_in, packets_out, bytes_in, bytes_out,
 //	            forwarded, translations, flows, flow_limit?, drops: {reason: n}}
 //	flush      {id: "all"|ENI, flushed: n}
 //	state      {gen, subnets, security_groups, instances, enis, eips, problems?}   (GET /v1/state)
 //
-// Statuses "attaching" and "detaching" belong to DESIGN.md's vocabulary but
-// are never observed: an attach or a detach is one transaction.
+// A record is "attaching", and its new attachment "attaching" (or "failed",
+// with status_reason, while retried), while the host effects of its attach
+// or reassign run (hot-plug, guest MAC). "detaching" belongs to DESIGN.md's
+// vocabulary but is never observed: a detach is in force at its commit.
 //
 // # API
 //
@@ -75,6 +78,10 @@
 //	GET    /v1/events?after=&limit=     GET /v1/state
 //	GET    /v1/conntrack?eni_id=        DELETE /v1/conntrack?eni_id=      GET /v1/stats?eni_id=
 //	GET    /v1/capture?port=&count=     (a pcap stream)
+//
+// Every GET answers what the caller may read (control/doc.go,
+// "Authorization"): an administrator reads everything, another uid its own
+// records and what hangs off them; an object it may not read is NotFound.
 //
 // Request bodies are the *Input types of this package; the server
 // (internal/apiserver) refuses unknown fields (InvalidParameter naming the

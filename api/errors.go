@@ -18,6 +18,7 @@ const (
 	CodeAddressLimit        = "AddressLimitExceeded" // a pool or subnet has no free address
 	CodeDataPath            = "DataPathRefused"      // the data path refused the new configuration
 	CodeInternal            = "InternalError"        // the store or the host failed
+	CodeConflict            = "Conflict"             // other writers changed the store under the operation, retries ran out
 )
 
 // Sentinels for callers that test with errors.Is: every *Error unwraps to
@@ -33,6 +34,7 @@ var (
 	ErrAddressLimit        = errors.New(CodeAddressLimit)
 	ErrDataPath            = errors.New(CodeDataPath)
 	ErrInternal            = errors.New(CodeInternal)
+	ErrStoreConflict       = errors.New(CodeConflict)
 )
 
 var sentinels = map[string]error{
@@ -46,6 +48,7 @@ var sentinels = map[string]error{
 	CodeAddressLimit:        ErrAddressLimit,
 	CodeDataPath:            ErrDataPath,
 	CodeInternal:            ErrInternal,
+	CodeConflict:            ErrStoreConflict,
 }
 
 // Error is the typed error of every control operation. Code is one of the
@@ -80,7 +83,7 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusNotFound
 	case CodeUnauthorized:
 		return http.StatusForbidden
-	case CodeIncorrectState, CodeDependencyViolation, CodeAddressInUse:
+	case CodeIncorrectState, CodeDependencyViolation, CodeAddressInUse, CodeConflict:
 		return http.StatusConflict
 	case CodeInternal, CodeDataPath:
 		return http.StatusInternalServerError

@@ -22,19 +22,24 @@ const (
 const (
 	StatusAvailable = "available"
 	StatusInUse     = "in-use"
-	// StatusAttaching and StatusDetaching are part of the vocabulary of
-	// DESIGN.md, but an attach or detach is one transaction here, so no
-	// reader ever observes them; they are reserved for drivers that attach
-	// asynchronously.
+	// StatusAttaching is a record whose new attachment waits for its host
+	// effects (hot-plug, guest MAC; see control's effects.go): the data
+	// path keeps its previous binding meanwhile. StatusDetaching is part of
+	// the vocabulary of DESIGN.md; a detach takes effect in the data path
+	// at its commit, so no reader observes it.
 	StatusAttaching = "attaching"
 	StatusDetaching = "detaching"
 )
 
-// Attachment and port statuses.
+// Attachment and port statuses. An attachment is "attaching" while its
+// host effects run and "failed" (with Attachment.StatusReason) while they
+// are retried; both are runtime facts, never stored.
 const (
-	AttachmentAttached = "attached"
-	PortUp             = "up"
-	PortDown           = "down"
+	AttachmentAttached  = "attached"
+	AttachmentAttaching = "attaching"
+	AttachmentFailed    = "failed"
+	PortUp              = "up"
+	PortDown            = "down"
 	// PortUnplugged is a free hot-plug slot: no NIC in the VM, no port open.
 	PortUnplugged = "unplugged"
 )
@@ -136,6 +141,7 @@ type Attachment struct {
 	Port                string    `json:"port"` // the port spec, filled on read
 	DeleteOnTermination bool      `json:"delete_on_termination"`
 	Status              string    `json:"status"`
+	StatusReason        string    `json:"status_reason,omitempty"` // why it is "failed"; filled on read
 	AttachedAt          time.Time `json:"attached_at"`
 }
 

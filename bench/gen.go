@@ -13,6 +13,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"roam/internal/packet"
 )
 
 // GenOptions describes a generated capture. The zero value of each field
@@ -351,7 +353,7 @@ func (g *Generator) build(buf []byte, f *GenFlow, kind int) []byte {
 	ip[9] = f.Proto
 	copy(ip[12:16], src[:])
 	copy(ip[16:20], dst[:])
-	binary.BigEndian.PutUint16(ip[10:], checksum(ip[:20], 0))
+	binary.BigEndian.PutUint16(ip[10:], packet.Checksum(ip[:20], 0))
 
 	l4 := ip[20:]
 	binary.BigEndian.PutUint16(l4[0:], sport)
@@ -383,42 +385,17 @@ func (g *Generator) build(buf []byte, f *GenFlow, kind int) []byte {
 		}
 	}
 	sum := pseudoSum(ip[12:16], ip[16:20], f.Proto, len(l4))
-	cs := checksum(l4, sum)
+	cs := packet.Checksum(l4, sum)
 	if f.Proto == 17 && cs == 0 {
 		cs = 0xffff
 	}
-	binary.BigEndian.PutUint16(l4[csumOffset(f.Proto):], cs)
+	binary.BigEndian.PutUint16(l4[packet.CsumOffset(f.Proto):], cs)
 	return fr
 }
 
-func csumOffset(proto uint8) int {
-	if proto == 6 {
-		return 16
-	}
-	return 6
-}
-
-// checksum returns the Internet checksum of b, starting from the running
-// sum initial.
-func checksum(b []byte, initial uint32) uint16 {
-	s := initial
-	for len(b) >= 2 {
-		s += uint32(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return ^uint16(s)
-}
-
+// pseudoSum is packet.PseudoSum for addresses as bytes.
 func pseudoSum(src, dst []byte, proto uint8, n int) uint32 {
-	return uint32(binary.BigEndian.Uint16(src)) + uint32(binary.BigEndian.Uint16(src[2:])) +
-		uint32(binary.BigEndian.Uint16(dst)) + uint32(binary.BigEndian.Uint16(dst[2:])) +
-		uint32(proto) + uint32(n)
+	return packet.PseudoSum(binary.BigEndian.Uint32(src), binary.BigEndian.Uint32(dst), proto, n)
 }
 
 // Generate returns the frames of a generated capture, in memory.

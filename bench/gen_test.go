@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"roam/internal/packet"
 )
 
 func TestGenerateDeterministic(t *testing.T) {
@@ -104,11 +106,11 @@ func TestGenerateFrames(t *testing.T) {
 			t.Fatalf("frame %d: %d bytes, want at least 60", i, len(p.Data))
 		}
 		hdr := p.Data[14 : 14+int(ip.IHL)*4]
-		if checksum(hdr, 0) != 0 {
+		if packet.Checksum(hdr, 0) != 0 {
 			t.Fatalf("frame %d: bad IPv4 header checksum", i)
 		}
 		l4 := p.Data[14+20 : 14+int(ip.Length)]
-		if checksum(l4, pseudoSum(ip.SrcIP.To4(), ip.DstIP.To4(), uint8(ip.Protocol), len(l4))) != 0 {
+		if packet.Checksum(l4, pseudoSum(ip.SrcIP.To4(), ip.DstIP.To4(), uint8(ip.Protocol), len(l4))) != 0 {
 			t.Fatalf("frame %d: bad %v checksum", i, ip.Protocol)
 		}
 		src, _ := netip.AddrFromSlice(ip.SrcIP.To4())

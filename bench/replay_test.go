@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/google/gopacket/layers"
+
+	"roam/internal/packet"
 )
 
 // checkVerdicts checks that every packet got exactly one verdict.
@@ -241,8 +243,8 @@ func TestRemapIPv4(t *testing.T) {
 	m := map[uint32]uint32{0x0a00000a: 0x0a0000fe, 0xc6336401: 0xc63364fe}
 	remapIPv4(p, m)
 	in := p[28:]
-	if checksum(p[:20], 0) != 0 || checksum(p[20:], 0) != 0 || checksum(in[:20], 0) != 0 ||
-		checksum(in[20:30], pseudoSum(in[12:16], in[16:20], protoUDP, 10)) != 0 {
+	if packet.Checksum(p[:20], 0) != 0 || packet.Checksum(p[20:], 0) != 0 || packet.Checksum(in[:20], 0) != 0 ||
+		packet.Checksum(in[20:30], pseudoSum(in[12:16], in[16:20], protoUDP, 10)) != 0 {
 		t.Fatalf("bad checksum after remap: % x", p)
 	}
 	if [4]byte(p[12:16]) != [4]byte{198, 51, 100, 254} || [4]byte(p[16:20]) != [4]byte{10, 0, 0, 254} ||
@@ -289,19 +291,19 @@ func TestRewriteInbound(t *testing.T) {
 		}
 		rewriteInbound(p, pub, 40000)
 		hl := int(p[0]&0x0f) * 4
-		if checksum(p[:hl], 0) != 0 || [4]byte(p[16:20]) != pub {
+		if packet.Checksum(p[:hl], 0) != 0 || [4]byte(p[16:20]) != pub {
 			t.Errorf("packet %d: IPv4 header after rewrite: % x", i, p[:hl])
 		}
 		l4 := p[hl:]
 		switch p[9] {
 		case protoTCP, protoUDP:
-			if checksum(l4, pseudoSum(p[12:16], p[16:20], p[9], len(l4))) != 0 || binary.BigEndian.Uint16(l4[2:]) != 40000 {
+			if packet.Checksum(l4, pseudoSum(p[12:16], p[16:20], p[9], len(l4))) != 0 || binary.BigEndian.Uint16(l4[2:]) != 40000 {
 				t.Errorf("packet %d (%v): L4 after rewrite: % x", i, k, l4[:8])
 			}
 		case protoICMP:
 			in := l4[8:]
-			if checksum(l4, 0) != 0 || checksum(in[:20], 0) != 0 || [4]byte(in[12:16]) != pub || binary.BigEndian.Uint16(in[20:]) != 40000 ||
-				checksum(in[20:30], pseudoSum(in[12:16], in[16:20], protoUDP, 10)) != 0 {
+			if packet.Checksum(l4, 0) != 0 || packet.Checksum(in[:20], 0) != 0 || [4]byte(in[12:16]) != pub || binary.BigEndian.Uint16(in[20:]) != 40000 ||
+				packet.Checksum(in[20:30], pseudoSum(in[12:16], in[16:20], protoUDP, 10)) != 0 {
 				t.Errorf("ICMP error after rewrite: % x", l4)
 			}
 		}
@@ -386,19 +388,19 @@ func icmpErrorPacket() []byte {
 	binary.BigEndian.PutUint16(inner[2:], 30)
 	copy(inner[12:16], []byte{10, 0, 0, 10})
 	copy(inner[16:20], []byte{198, 51, 100, 1})
-	binary.BigEndian.PutUint16(inner[10:], checksum(inner[:20], 0))
+	binary.BigEndian.PutUint16(inner[10:], packet.Checksum(inner[:20], 0))
 	binary.BigEndian.PutUint16(inner[20:], 32768)
 	binary.BigEndian.PutUint16(inner[22:], 53)
 	binary.BigEndian.PutUint16(inner[24:], 10)
-	binary.BigEndian.PutUint16(inner[26:], checksum(inner[20:30], pseudoSum(inner[12:16], inner[16:20], protoUDP, 10)))
+	binary.BigEndian.PutUint16(inner[26:], packet.Checksum(inner[20:30], pseudoSum(inner[12:16], inner[16:20], protoUDP, 10)))
 	icmp := append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, inner...)
-	binary.BigEndian.PutUint16(icmp[2:], checksum(icmp, 0))
+	binary.BigEndian.PutUint16(icmp[2:], packet.Checksum(icmp, 0))
 	ip := make([]byte, 20, 20+len(icmp))
 	ip[0], ip[8], ip[9] = 0x45, 50, protoICMP
 	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(icmp)))
 	copy(ip[12:16], []byte{198, 51, 100, 1})
 	copy(ip[16:20], []byte{10, 0, 0, 10})
-	binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
+	binary.BigEndian.PutUint16(ip[10:], packet.Checksum(ip, 0))
 	return append(ip, icmp...)
 }
 
@@ -420,13 +422,13 @@ func TestReplayICMPErrorThroughPAT(t *testing.T) {
 	ipOut := out[14:]
 	quoted := ipOut[:28]
 	icmp := append([]byte{3, 3, 0, 0, 0, 0, 0, 0}, quoted...)
-	binary.BigEndian.PutUint16(icmp[2:], checksum(icmp, 0))
+	binary.BigEndian.PutUint16(icmp[2:], packet.Checksum(icmp, 0))
 	ip := make([]byte, 20)
 	ip[0], ip[8], ip[9] = 0x45, 50, protoICMP
 	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(icmp)))
 	copy(ip[12:16], ipOut[16:20]) // from the remote
 	copy(ip[16:20], ipOut[12:16]) // to the host
-	binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
+	binary.BigEndian.PutUint16(ip[10:], packet.Checksum(ip, 0))
 	eth := append(append(append([]byte{}, out[6:12]...), RouterMAC[:]...), 0x08, 0x00)
 	errFrame := append(append(eth, ip...), icmp...)
 
@@ -450,7 +452,7 @@ func TestReplayICMPErrorThroughPAT(t *testing.T) {
 	gip := got[14:]
 	gl4 := gip[20:]
 	if !bytes.Equal(gip[16:20], ipOut[12:16]) || !bytes.Equal(gl4[8+12:8+20], ipOut[12:20]) ||
-		!bytes.Equal(gl4[8+20:8+24], ipOut[20:24]) || checksum(gip[:20], 0) != 0 || checksum(gl4[:int(binary.BigEndian.Uint16(gip[2:]))-20], 0) != 0 {
+		!bytes.Equal(gl4[8+20:8+24], ipOut[20:24]) || packet.Checksum(gip[:20], 0) != 0 || packet.Checksum(gl4[:int(binary.BigEndian.Uint16(gip[2:]))-20], 0) != 0 {
 		t.Errorf("delivered error % x, want it addressed to the host, quoting its datagram, with valid checksums", got)
 	}
 }

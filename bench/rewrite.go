@@ -1,18 +1,15 @@
 package bench
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"roam/internal/packet"
+)
 
 // This file holds the harness's own header handling: finding the IPv4
 // header of a frame, and rewriting the destination of inbound frames
 // captured behind the NAT (private destination) to the public address and
 // port the NAT gave the flow, with incremental checksum updates (RFC 1624).
-
-// Ethernet types the harness looks through.
-const (
-	etherTypeVLAN = 0x8100
-	etherTypeQinQ = 0x88a8
-	etherType9100 = 0x9100
-)
 
 // IP protocols.
 const (
@@ -24,42 +21,14 @@ const (
 // ipv4Off returns the offset of the IPv4 header in frame (looking through up
 // to two VLAN tags) and whether the frame holds a plausible IPv4 header.
 func ipv4Off(frame []byte) (int, bool) {
-	off := 12
-	for range 3 {
-		if len(frame) < off+2 {
-			return 0, false
-		}
-		switch binary.BigEndian.Uint16(frame[off:]) {
-		case etherTypeVLAN, etherTypeQinQ, etherType9100:
-			off += 4
-			continue
-		case etherTypeIPv4:
-			off += 2
-			if len(frame) < off+20 || frame[off]>>4 != 4 || int(frame[off]&0x0f) < 5 || len(frame) < off+int(frame[off]&0x0f)*4 {
-				return 0, false
-			}
-			return off, true
-		}
+	var h packet.Headers
+	if !packet.Walk(frame, 2, &h) || h.EthType != packet.EtherTypeIPv4 || h.L4 == 0 {
 		return 0, false
 	}
-	return 0, false
+	return h.L3, true
 }
 
 func be32(a [4]byte) uint32 { return binary.BigEndian.Uint32(a[:]) }
-
-// csumUpdate16 returns checksum cs after a 16-bit word changed from old to
-// new (RFC 1624, eqn. 3).
-func csumUpdate16(cs, old, new uint16) uint16 {
-	s := uint32(^cs) + uint32(^old) + uint32(new)
-	s = s>>16 + s&0xffff
-	s = s>>16 + s&0xffff
-	return ^uint16(s)
-}
-
-func csumUpdate32(cs uint16, old, new uint32) uint16 {
-	cs = csumUpdate16(cs, uint16(old>>16), uint16(new>>16))
-	return csumUpdate16(cs, uint16(old), uint16(new))
-}
 
 // l4Key is what PAT maps: (protocol, private address, private port or ICMP
 // identifier). PAT mapping is endpoint-independent, so the remote is not
@@ -149,7 +118,7 @@ func rewriteInbound(ip []byte, pub [4]byte, port int) {
 	oldDst := binary.BigEndian.Uint32(ip[16:])
 	newDst := be32(pub)
 	copy(ip[16:20], pub[:])
-	binary.BigEndian.PutUint16(ip[10:], csumUpdate32(binary.BigEndian.Uint16(ip[10:]), oldDst, newDst))
+	binary.BigEndian.PutUint16(ip[10:], packet.Update32(binary.BigEndian.Uint16(ip[10:]), oldDst, newDst))
 	if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
 		return
 	}
@@ -166,7 +135,7 @@ func rewriteInbound(ip []byte, pub [4]byte, port int) {
 			if port >= 0 {
 				old := binary.BigEndian.Uint16(l4[4:])
 				binary.BigEndian.PutUint16(l4[4:], uint16(port))
-				binary.BigEndian.PutUint16(l4[2:], csumUpdate16(binary.BigEndian.Uint16(l4[2:]), old, uint16(port)))
+				binary.BigEndian.PutUint16(l4[2:], packet.Update16(binary.BigEndian.Uint16(l4[2:]), old, uint16(port)))
 			}
 		case 3, 4, 5, 11, 12:
 			rewriteEmbedded(l4, oldDst, newDst, port)
@@ -189,13 +158,13 @@ func rewriteL4(proto uint8, l4 []byte, portOff int, old, new uint32, port int) (
 		cs = binary.BigEndian.Uint16(l4[csOff:])
 	}
 	noCS := proto == protoUDP && cs == 0
-	ncs := csumUpdate32(cs, old, new)
+	ncs := packet.Update32(cs, old, new)
 	if port >= 0 && len(l4) >= portOff+2 {
 		op := binary.BigEndian.Uint16(l4[portOff:])
 		binary.BigEndian.PutUint16(l4[portOff:], uint16(port))
 		changed[n] = [3]int{portOff, int(op), port}
 		n++
-		ncs = csumUpdate16(ncs, op, uint16(port))
+		ncs = packet.Update16(ncs, op, uint16(port))
 	}
 	if hasCS && !noCS {
 		if proto == protoUDP && ncs == 0 {
@@ -227,27 +196,27 @@ func rewriteEmbedded(icmp []byte, old, new uint32, port int) {
 	// Every field below lies at an even offset from the ICMP header, so
 	// 16-bit incremental updates of the ICMP checksum are exact.
 	binary.BigEndian.PutUint32(in[12:], new)
-	cs = csumUpdate32(cs, old, new)
+	cs = packet.Update32(cs, old, new)
 	oic := binary.BigEndian.Uint16(in[10:])
-	nic := csumUpdate32(oic, old, new)
+	nic := packet.Update32(oic, old, new)
 	binary.BigEndian.PutUint16(in[10:], nic)
-	cs = csumUpdate16(cs, oic, nic)
+	cs = packet.Update16(cs, oic, nic)
 	l4 := in[ihl:]
 	switch in[9] {
 	case protoTCP, protoUDP:
 		changed, n := rewriteL4(in[9], l4, 0, old, new, port)
 		for _, c := range changed[:n] {
-			cs = csumUpdate16(cs, uint16(c[1]), uint16(c[2]))
+			cs = packet.Update16(cs, uint16(c[1]), uint16(c[2]))
 		}
 	case protoICMP:
 		if port >= 0 && len(l4) >= 8 {
 			op := binary.BigEndian.Uint16(l4[4:])
 			binary.BigEndian.PutUint16(l4[4:], uint16(port))
-			cs = csumUpdate16(cs, op, uint16(port))
+			cs = packet.Update16(cs, op, uint16(port))
 			ocs := binary.BigEndian.Uint16(l4[2:])
-			ncs := csumUpdate16(ocs, op, uint16(port))
+			ncs := packet.Update16(ocs, op, uint16(port))
 			binary.BigEndian.PutUint16(l4[2:], ncs)
-			cs = csumUpdate16(cs, ocs, ncs)
+			cs = packet.Update16(cs, ocs, ncs)
 		}
 	}
 	binary.BigEndian.PutUint16(icmp[2:], cs)
@@ -272,7 +241,7 @@ func remapIPv4(ip []byte, m map[uint32]uint32) {
 			continue
 		}
 		binary.BigEndian.PutUint32(ip[off:], new)
-		binary.BigEndian.PutUint16(ip[10:], csumUpdate32(binary.BigEndian.Uint16(ip[10:]), old, new))
+		binary.BigEndian.PutUint16(ip[10:], packet.Update32(binary.BigEndian.Uint16(ip[10:]), old, new))
 		if first {
 			updateL4Sum(ip[9], l4, old, new)
 		}
@@ -304,14 +273,14 @@ func remapIPv4(ip []byte, m map[uint32]uint32) {
 			continue
 		}
 		binary.BigEndian.PutUint32(in[off:], new)
-		cs = csumUpdate32(cs, old, new)
+		cs = packet.Update32(cs, old, new)
 		oic := binary.BigEndian.Uint16(in[10:])
-		nic := csumUpdate32(oic, old, new)
+		nic := packet.Update32(oic, old, new)
 		binary.BigEndian.PutUint16(in[10:], nic)
-		cs = csumUpdate16(cs, oic, nic)
+		cs = packet.Update16(cs, oic, nic)
 		if inFirst {
 			if o, n, ok := updateL4Sum(in[9], in[ihl:], old, new); ok {
-				cs = csumUpdate16(cs, o, n)
+				cs = packet.Update16(cs, o, n)
 			}
 		}
 	}
@@ -336,7 +305,7 @@ func updateL4Sum(proto uint8, l4 []byte, old, new uint32) (uint16, uint16, bool)
 	if proto == protoUDP && cs == 0 {
 		return 0, 0, false
 	}
-	ncs := csumUpdate32(cs, old, new)
+	ncs := packet.Update32(cs, old, new)
 	if proto == protoUDP && ncs == 0 {
 		ncs = 0xffff
 	}
@@ -347,7 +316,8 @@ func updateL4Sum(proto uint8, l4 []byte, old, new uint32) (uint16, uint16, bool)
 // remapARP rewrites the sender and target IPv4 addresses of an untagged
 // Ethernet/IPv4 ARP frame through m.
 func remapARP(frame []byte, m map[uint32]uint32) {
-	if len(frame) < 42 || binary.BigEndian.Uint16(frame[12:]) != 0x0806 {
+	var h packet.Headers
+	if !packet.Walk(frame, 0, &h) || h.EthType != packet.EtherTypeARP || len(frame) < h.L3+packet.ARPLen {
 		return
 	}
 	for _, off := range [2]int{14 + 14, 14 + 24} {

@@ -65,7 +65,7 @@ func seed(b testing.TB, store Store, n int) (hot string) {
 		put(bucketENIs, e.ID, e)
 		ip = ip.Next()
 	}
-	if err := store.Commit(muts, 1, nil); err != nil {
+	if _, err := store.Commit(0, muts, nil); err != nil {
 		b.Fatal(err)
 	}
 	return hot

@@ -47,6 +47,10 @@ func (s *Service) checkDataPathLocked() []string {
 		byID[r.ID] = r
 	}
 	for _, r := range want.Records {
+		if s.pending[r.ID] != nil {
+			delete(byID, r.ID) // its previous binding stays until its host effects complete
+			continue
+		}
 		if gr, ok := byID[r.ID]; !ok {
 			bad = append(bad, fmt.Sprintf("record %s not in the data path", r.ID))
 		} else if !reflect.DeepEqual(gr, r) {

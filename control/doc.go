@@ -23,20 +23,71 @@
 // Every mutating operation is one transaction (see update in tx.go):
 //
 //	validate  -> authorization, existence, subnet, conflicts, port operational
-//	persist   -> one bbolt transaction: the changed objects, the generation, an audit event
 //	publish   -> ONE new vswitch.Config built from the whole state (Switch.Apply)
+//	persist   -> one store commit, based on the state's generation: the changed objects, an audit event
 //	install   -> the in-memory state and its indexes
+//	effects   -> host effects, after Service.mu is released (effects.go)
 //
 // A refusal at any step changes nothing anywhere: validation stages changes
-// in a txn overlay that is dropped; a failed commit undoes side effects
-// (ports opened for a new instance are closed); when the data path refuses
-// the config after the commit, the store is rolled back with a second
-// transaction that writes the previous values back (the audit log keeps both
-// the attempt and the rollback, with result DataPathRefused). Refusals are
-// audited with their error code. Operations are serializable: one writer
-// at a time holds Service.mu from validation to installation; reads hold it
-// for reading. Lock order: Service.mu, then the store's and the switch's own
-// locks.
+// in a txn overlay that is dropped; a data path refusal comes before the
+// store is written; a commit that fails after the publication republishes
+// the state in force (the data path lives in the process: a crash in
+// between loses nothing). Refusals are audited with their error code.
+// Validation, publication and the commit run under Service.mu, so the
+// operations of one Service are serializable; reads hold it for reading.
+// A commit based on a stale generation (another writer of the store) is
+// refused by the store; the operation catches up and is validated again,
+// at most 5 times, then fails with code Conflict. Lock order: Service.mu,
+// then the store's and the switch's own locks.
+//
+// Host effects — opening a new instance's ports, giving a guest device its
+// record's MAC and MTU, QMP hot-plug and unplug, closing ports — run on an
+// effects runner with one queue per instance (commit order per instance,
+// instances in parallel), without Service.mu, each bounded by a timeout, so
+// a VM whose monitor hangs delays only operations on that VM. The
+// operation waits for its own effects and returns once its change is in
+// force. A record whose new attachment waits for effects keeps its binding
+// in force in the data path (a new one has no port) and is republished
+// when they complete: an IP is never without an owner and a guest never
+// gets frames for a MAC it does not have yet. A definite refusal (QEMU
+// refused device_add, a port cannot be opened) refuses the operation with
+// nothing left behind (a new instance's ports are opened before its commit;
+// a hot-plug refusal is compensated by a commit of the previous values);
+// a timeout leaves the attachment "failed" with its status_reason (the
+// record "attaching") while the effects are retried with a doubling delay
+// (5 retries), then compensated. Check reports such a record until then.
+//
+// # Store contract
+//
+// Store (store.go) is what a backend honours; BoltStore (one bbolt file,
+// one process) and MemStore (tests) do, and an etcd backend must:
+//
+//   - Generation: a number that every successful Commit increases (etcd:
+//     the revision of the cluster, or of the key prefix), never reused and
+//     never going back. Load returns every object (by bucket and key) and
+//     the generation they are at, read at one point (etcd: one range read
+//     at one revision).
+//   - Commit(expected, muts, ev): all or nothing, durable when it returns
+//     (etcd: a quorum write), and only if the store is still at expected —
+//     etcd: a Txn If(mod revision of the prefix == expected) Then(the puts,
+//     deletes and the audit event); otherwise nothing is written and the
+//     error wraps ErrConflict (a *ConflictError with both generations). It
+//     returns the new generation.
+//   - Watch(ctx, from, fn): every change after from, in generation order,
+//     without gaps or duplicates, each with its generation, its mutations
+//     and its audit event, those already committed first, then new ones
+//     from any writer (etcd: Watch with WithRev(from+1) and WithPrevKV on
+//     the prefix, one Change per revision). When the changes after from
+//     are no longer kept (bbolt keeps the last MaxChanges commits; etcd
+//     compaction) it returns ErrCompacted and the caller reloads with
+//     Load. It ends with ctx.Err() or with fn's error.
+//   - AppendEvent and Events: the audit log, ids increasing.
+//
+// Every Service runs a watch loop from its state's generation (watch.go):
+// a change above it is installed and published to its data path
+// (ApplyDelta when only records changed); its own commits are installed
+// when made and skipped when they come back. The host effects of a change
+// run only on the Service that made it.
 //
 // A reassign (by record or by private IP) moves the attachment — same
 // attachment id, same DeleteOnTermination — to the target instance in the
@@ -82,8 +133,9 @@
 // the lowest free hot-plug device index or the next one, listens on it,
 // and asks QEMU for netdev_add (type stream, server off, that socket) and
 // device_add (virtio-net-pci with the record's MAC), both with id
-// roamINDEX, before the transaction commits; a refusal by QEMU refuses the
-// attach and leaves nothing behind. A device_index naming a free hot-plug
+// roamINDEX, as host effects after the commit, before the record's new
+// binding is published; a refusal by QEMU refuses the attach and leaves
+// nothing behind. A device_index naming a free hot-plug
 // slot, or the next index, plugs there. Detaching, or a reassign away,
 // commits and publishes first, then removes the NIC (device_del, waiting
 // for the guest to release it: DEVICE_DELETED, then netdev_del) and closes
@@ -103,8 +155,11 @@
 //
 // The caller is a Principal: the uid of the connecting process, which the
 // API server (internal/apiserver) reads with SO_PEERCRED when the connection
-// is accepted. Uid 0 is the administrator and may do
-// everything. Other uids:
+// is accepted. Uid 0 is the administrator and may do everything; so is a
+// Principal with Admin set, which the API server sets for the uid roamd
+// runs as (apiserver.NewServer's admins), so that roamd started by a user
+// without root (--ports memory) is administered by that user; "root" below
+// means any administrator. Other uids:
 //
 //	subnets, security groups, rules, public IP allocate/release   root only
 //	instance create                                                 anyone; the caller owns it
@@ -117,7 +172,23 @@
 //	assign-ip, unassign-ip, eip associate/disassociate              owners and IP setters (of every record involved)
 //	conntrack flush                                                 root (all) or the record's owners
 //	capture                                                         root
-//	reads (list, show, events, stats, conntrack list)               anyone who can connect
+//	reads (list, show, events, stats, conntrack list)               scoped, see below
+//
+// Reads are scoped (scope.go, Service.As): an administrator reads
+// everything; any other caller reads the records whose permission lists
+// (owners, attachers, detachers, ip setters) name it, their attachments and
+// associations, the public IPs associated with them, their conntrack
+// entries and counters (without a record, the caller's records' entries,
+// and the sum of their counters as "uid:N"), and the audit events it
+// caused or whose target is one of its records (by id, private or public
+// IP, or allocation). Subnets and security groups are readable by all (a
+// VPC-wide describe: one needs them to create a record, and they name no
+// tenant); instances too, without the attachments of records the caller
+// may not read. GET /v1/state is the same scoped view, without problems.
+// A record or allocation the caller may not read answers NotFound with the
+// message of one that does not exist: a read does not tell a stranger's
+// object from none. Mutating operations keep Unauthorized (naming the
+// caller and the object it named).
 //
 // The socket is created with mode 0660 and, when the group named by
 // --socket-group (default "roam") exists, that group: root and the group's
@@ -161,7 +232,7 @@
 // PortFactory opens the ports that specs name (internal/daemon gives the
 // real drivers, or in-memory tap/memport ports with --ports memory); Store
 // keeps the state (BoltStore, and MemStore for tests; a shared etcd backend
-// fits the same interface); Inspector gives FlushFlows and the API the data
+// meets the same contract, see Store contract); Inspector gives FlushFlows and the API the data
 // path's tables and counters. Census, Gateway, Dump, ResolvePort and
 // AuthorizeCapture are what the daemon and the API server read.
 //

@@ -23,6 +23,7 @@ const (
 	CodeAddressLimit        = api.CodeAddressLimit
 	CodeDataPath            = api.CodeDataPath
 	CodeInternal            = api.CodeInternal
+	CodeConflict            = api.CodeConflict
 )
 
 func errorf(code, format string, args ...any) *Error {

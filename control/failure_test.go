@@ -124,18 +124,21 @@ func TestBoltStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Commit([]Mutation{{Bucket: bucketSubnets, Key: "a", Value: []byte(`{"id":"a"}`)}, {Bucket: bucketENIs, Key: "e", Value: []byte(`{}`)}}, 7,
-		&Event{Operation: "One", Result: "ok"}); err != nil {
-		t.Fatal(err)
+	if g, err := s.Commit(0, []Mutation{{Bucket: bucketSubnets, Key: "a", Value: []byte(`{"id":"a"}`)}, {Bucket: bucketENIs, Key: "e", Value: []byte(`{}`)}},
+		&Event{Operation: "One", Result: "ok"}); err != nil || g != 1 {
+		t.Fatal(g, err)
 	}
-	if err := s.Commit([]Mutation{{Bucket: bucketENIs, Key: "e"}}, 8, &Event{Operation: "Two", Result: "ok"}); err != nil {
-		t.Fatal(err)
+	if g, err := s.Commit(1, []Mutation{{Bucket: bucketENIs, Key: "e"}}, &Event{Operation: "Two", Result: "ok"}); err != nil || g != 2 {
+		t.Fatal(g, err)
 	}
 	if err := s.AppendEvent(&Event{Operation: "Three", Result: CodeNotFound}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Commit([]Mutation{{Bucket: "nope", Key: "x", Value: []byte("1")}}, 9, &Event{Operation: "Bad"}); err == nil {
+	if _, err := s.Commit(2, []Mutation{{Bucket: "nope", Key: "x", Value: []byte("1")}}, &Event{Operation: "Bad"}); err == nil {
 		t.Errorf("commit to an unknown bucket: got nil, want an error")
+	}
+	if _, err := s.Commit(1, []Mutation{{Bucket: bucketSubnets, Key: "b", Value: []byte(`{"id":"b"}`)}}, &Event{Operation: "Stale"}); !errors.Is(err, ErrConflict) {
+		t.Errorf("commit on a stale generation: got %v, want ErrConflict", err)
 	}
 	s.Close()
 	s, err = OpenBolt(dir, false)
@@ -147,8 +150,8 @@ func TestBoltStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gen != 8 || string(objs[bucketSubnets]["a"]) != `{"id":"a"}` || len(objs[bucketENIs]) != 0 {
-		t.Errorf("got gen %d objects %v, want gen 8, subnet a and no record", gen, objs)
+	if gen != 2 || string(objs[bucketSubnets]["a"]) != `{"id":"a"}` || len(objs[bucketENIs]) != 0 || objs[bucketSubnets]["b"] != nil {
+		t.Errorf("got gen %d objects %v, want gen 2, subnet a and no record", gen, objs)
 	}
 	evs, err := s.Events(0, 0)
 	if err != nil {

@@ -106,3 +106,5 @@ func TestGuestMACBeforePublish(t *testing.T) {
 		t.Errorf("vmb's guest MAC after the reassign: %s, want %s", got, e.MAC)
 	}
 }
+
+func (g *guestPort) GuestMAC() (net.HardwareAddr, error) { return g.MAC(), nil }

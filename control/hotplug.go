@@ -1,9 +1,10 @@
 package control
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
+	"syscall"
 	"time"
 
 	"roam/internal/qmp"
@@ -27,14 +28,14 @@ import (
 // The slot's socket is roam-NAME-INDEX.sock in the monitor's directory and
 // its QEMU ids (netdev and device) are roamINDEX.
 
-// hotplugTimeout bounds each QMP conversation, the guest's release of an
-// unplugged device included.
-const hotplugTimeout = 10 * time.Second
+// defaultHotplugTimeout bounds each QMP conversation, the guest's release
+// of an unplugged device included (Service.hotplugTimeout).
+const defaultHotplugTimeout = 10 * time.Second
 
 func hotplugID(idx int) string { return fmt.Sprintf("roam%d", idx) }
 
 func hotplugSpec(inst *Instance, idx int) string {
-	return KindStream + ":" + filepath.Join(filepath.Dir(inst.QMP), fmt.Sprintf("roam-%s-%d.sock", inst.ID, idx))
+	return tap.Spec{Kind: tap.KindStream, Path: filepath.Join(filepath.Dir(inst.QMP), fmt.Sprintf("roam-%s-%d.sock", inst.ID, idx))}.String()
 }
 
 // pickOrPlug returns the device index at which e attaches to inst. Without a
@@ -73,9 +74,10 @@ func (s *Service) pickOrPlug(tx *txn, inst *Instance, want *int, e *ENI) (int, e
 	return s.plug(tx, inst, len(inst.Ports), e)
 }
 
-// plug opens the slot's stream port and hot-plugs a NIC with e's MAC on it
-// at device index idx (a free slot, or the next index, which becomes a new
-// slot). Both are undone when the operation fails later.
+// plug stages, at device index idx of inst (a free slot, or the next
+// index, which becomes a new slot), the opening of the slot's stream port
+// and the hot-plug of a NIC with e's MAC on it: host effects that run after
+// the commit and before e's new binding is published.
 func (s *Service) plug(tx *txn, inst *Instance, idx int, e *ENI) (int, error) {
 	spec := hotplugSpec(inst, idx)
 	if idx == len(inst.Ports) {
@@ -88,44 +90,76 @@ func (s *Service) plug(tx *txn, inst *Instance, idx int, e *ENI) (int, error) {
 	} else {
 		spec = inst.Ports[idx].Spec
 	}
-	if _, err := s.openPortLocked(spec); err != nil {
-		delete(s.ports, spec)
-		return 0, &Error{Code: CodeIncorrectState, Message: fmt.Sprintf("instance %s: hot-plug port %s: %v", inst.ID, spec, err), Cause: err}
-	}
-	tx.undo = append(tx.undo, func() { s.closePortLocked(spec) })
-	id, mon := hotplugID(idx), inst.QMP
-	if err := qmp.PlugNIC(mon, id, strings.TrimPrefix(spec, KindStream+":"), e.MAC, hotplugTimeout); err != nil {
-		return 0, &Error{Code: CodeIncorrectState, Message: fmt.Sprintf("instance %s: hot-plug of a NIC for %s through QMP %s: %v", inst.ID, e.ID, mon, err), Cause: err}
-	}
-	tx.undo = append(tx.undo, func() {
-		if err := qmp.UnplugNIC(mon, id, hotplugTimeout); err != nil {
-			s.log.Warn("hot-unplug after a failed operation", "instance", inst.ID, "device", id, "err", err)
+	id, mon, instID, eniID, mac := hotplugID(idx), inst.QMP, inst.ID, e.ID, e.MAC
+	sock := streamPath(spec)
+	timeout := s.hotplugTimeout
+	do := func() error {
+		if _, err := s.openPort(spec); err != nil {
+			return &Error{Code: CodeIncorrectState, Message: fmt.Sprintf("instance %s: hot-plug port %s: %v", instID, spec, err), Cause: err}
 		}
+		start := time.Now()
+		if err := qmp.PlugNIC(mon, id, sock, mac, timeout); err != nil {
+			if refusedByQEMU(err) {
+				s.closePort(spec)
+				return &Error{Code: CodeIncorrectState, Message: fmt.Sprintf("instance %s: hot-plug of a NIC for %s through QMP %s: %v", instID, eniID, mon, err), Cause: err}
+			}
+			return fmt.Errorf("QMP %s: %w", mon, err)
+		}
+		s.log.Info("hot-plugged a NIC", "instance", instID, "device_index", idx, "record", eniID, "mac", mac, "port", spec, "took", time.Since(start))
+		return nil
+	}
+	tx.pre = append(tx.pre, hostEffect{
+		key: instID, what: fmt.Sprintf("hot-plug of a NIC for %s into %s", eniID, instID), do: do,
+		retry: func() error {
+			// A timed out plug may have left the netdev or the device.
+			if err := qmp.UnplugNIC(mon, id, timeout); err != nil && !refusedByQEMU(err) {
+				return fmt.Errorf("QMP %s: %w", mon, err)
+			}
+			return do()
+		},
+		undo: func() {
+			if err := qmp.UnplugNIC(mon, id, timeout); err != nil {
+				s.log.Warn("hot-unplug after a failed operation", "instance", instID, "device", id, "err", err)
+			}
+			s.closePort(spec)
+		},
 	})
-	s.log.Info("hot-plugged a NIC", "instance", inst.ID, "device_index", idx, "record", e.ID, "mac", e.MAC, "port", spec)
+	tx.hold[e.ID] = true
 	return idx, nil
+}
+
+// refusedByQEMU reports whether err is a definite answer: QEMU refused the
+// command, or no monitor listens on the socket (the VM is not running).
+func refusedByQEMU(err error) bool {
+	var qe *qmp.Error
+	if errors.As(err, &qe) {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
 }
 
 // unplugFreed is called once an operation has staged the removal of an
 // attachment from (instance, idx). When that is a hot-plug slot, the NIC is
-// removed from the VM and the port closed after the commit (the data path
-// no longer sends to it by then), and trailing free slots are dropped from
-// the instance.
+// removed from the VM and the port closed after the publication (the data
+// path no longer sends to it by then), and trailing free slots are dropped
+// from the instance.
 func (s *Service) unplugFreed(tx *txn, instID string, idx int) {
 	inst := tx.instance(instID)
 	if inst == nil || inst.QMP == "" || idx >= len(inst.Ports) || !inst.Ports[idx].Hotplug {
 		return
 	}
-	spec, mon, id := inst.Ports[idx].Spec, inst.QMP, hotplugID(idx)
-	tx.after = append(tx.after, func() {
+	spec, mon, id, timeout := inst.Ports[idx].Spec, inst.QMP, hotplugID(idx), s.hotplugTimeout
+	tx.post = append(tx.post, hostEffect{key: instID, what: "hot-unplug of " + id + " from " + instID, do: func() error {
 		start := time.Now()
-		if err := qmp.UnplugNIC(mon, id, hotplugTimeout); err != nil {
+		err := qmp.UnplugNIC(mon, id, timeout)
+		if err != nil {
 			s.log.Warn("hot-unplug", "instance", instID, "device", id, "err", err)
 		} else {
 			s.log.Info("hot-unplugged a NIC", "instance", instID, "device_index", idx, "took", time.Since(start))
 		}
-		s.closePortLocked(spec)
-	})
+		s.closePort(spec)
+		return err
+	}})
 	c := inst.Clone()
 	for n := len(c.Ports); n > 0; n-- {
 		last := c.Ports[n-1]
@@ -144,7 +178,7 @@ func (s *Service) unplugFreed(tx *txn, instID string, idx int) {
 // still allowed (QEMU may be restarted), but instance views show it down.
 func (s *Service) streamGone(spec string) bool {
 	op, ok := s.ports[spec]
-	if !ok || op.port == nil || !strings.HasPrefix(spec, KindStream+":") {
+	if !ok || op.port == nil || !specIs(spec, tap.Spec.IsStream) {
 		return false
 	}
 	p := unwrapPort(op.port)
@@ -170,51 +204,45 @@ func validQMP(path string) error {
 	return nil
 }
 
-// replugAfterRestart replaces, in the background, the NIC of every hot-plug
-// slot that has a record attached. QEMU 7.2's stream netdev does not
-// reconnect, so a NIC that was connected to the previous roamd's socket
+// replugAfterRestart replaces, on the effects runner, the NIC of every
+// hot-plug slot that has a record attached. QEMU 7.2's stream netdev does
+// not reconnect, so a NIC that was connected to the previous roamd's socket
 // carries nothing until it is replaced: device_del, netdev_del, then
 // netdev_add on the new listening socket and device_add with the same MAC.
 // The guest sees the NIC go and come back and runs DHCP again. Each slot is
-// done under s.mu, and only while the same record is still attached there.
+// replaced only while the same record is still attached there (checked
+// under s.mu; the QMP conversation runs without it).
 func (s *Service) replugAfterRestart() {
-	type job struct {
-		inst, mon, spec, eni, mac string
-		idx                       int
-	}
-	var jobs []job
 	for _, in := range sortedValues(s.st.instances) {
 		if in.QMP == "" {
 			continue
 		}
 		for _, p := range in.Ports {
-			id := s.st.slots[slot{in.ID, p.DeviceIndex}]
-			if !p.Hotplug || id == "" {
+			eni := s.st.slots[slot{in.ID, p.DeviceIndex}]
+			if !p.Hotplug || eni == "" {
 				continue
 			}
-			jobs = append(jobs, job{in.ID, in.QMP, p.Spec, id, s.st.enis[id].MAC, p.DeviceIndex})
-		}
-	}
-	if len(jobs) == 0 {
-		return
-	}
-	go func() {
-		for _, j := range jobs {
-			s.mu.Lock()
-			in := s.st.instances[j.inst]
-			if in != nil && in.QMP == j.mon && s.st.slots[slot{j.inst, j.idx}] == j.eni && s.ports[j.spec] != nil && s.ports[j.spec].port != nil {
-				id := hotplugID(j.idx)
-				err := qmp.UnplugNIC(j.mon, id, hotplugTimeout)
+			inst, mon, spec, mac, idx := in.ID, in.QMP, p.Spec, s.st.enis[eni].MAC, p.DeviceIndex
+			s.fx.enqueue(hostEffect{key: inst, what: "re-plug"}, func() error {
+				s.mu.RLock()
+				in := s.st.instances[inst]
+				still := in != nil && in.QMP == mon && s.st.slots[slot{inst, idx}] == eni && s.portUp(spec) != ""
+				s.mu.RUnlock()
+				if !still {
+					return nil
+				}
+				id := hotplugID(idx)
+				err := qmp.UnplugNIC(mon, id, s.hotplugTimeout)
 				if err == nil {
-					err = qmp.PlugNIC(j.mon, id, strings.TrimPrefix(j.spec, KindStream+":"), j.mac, hotplugTimeout)
+					err = qmp.PlugNIC(mon, id, streamPath(spec), mac, s.hotplugTimeout)
 				}
 				if err != nil {
-					s.log.Warn("re-plug a hot-plugged NIC after restart", "instance", j.inst, "device", id, "err", err)
+					s.log.Warn("re-plug a hot-plugged NIC after restart", "instance", inst, "device", id, "err", err)
 				} else {
-					s.log.Info("re-plugged a hot-plugged NIC after restart", "instance", j.inst, "device_index", j.idx, "record", j.eni)
+					s.log.Info("re-plugged a hot-plugged NIC after restart", "instance", inst, "device_index", idx, "record", eni)
 				}
-			}
-			s.mu.Unlock()
+				return err
+			})
 		}
-	}()
+	}
 }

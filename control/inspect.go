@@ -14,30 +14,9 @@ type Inspector interface {
 	Stats(eniID string) Stats
 }
 
-// Dump returns the whole committed state, every list by id.
-func (s *Service) Dump() *Dump {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	v := s.st.view()
-	d := &Dump{Gen: s.st.gen, Problems: s.checkLocked(), Subnets: []*Subnet{}, SecurityGroups: []*Group{},
-		Instances: []*Instance{}, ENIs: []*ENI{}, EIPs: []*Address{}}
-	for _, x := range sortedValues(s.st.subnets) {
-		d.Subnets = append(d.Subnets, x.Clone())
-	}
-	for _, x := range sortedValues(s.st.groups) {
-		d.SecurityGroups = append(d.SecurityGroups, x.Clone())
-	}
-	for _, x := range sortedValues(s.st.instances) {
-		d.Instances = append(d.Instances, s.instanceView(v, x))
-	}
-	for _, x := range sortedValues(s.st.enis) {
-		d.ENIs = append(d.ENIs, s.eniView(v, x))
-	}
-	for _, x := range sortedValues(s.st.eips) {
-		d.EIPs = append(d.EIPs, x.Clone())
-	}
-	return d
-}
+// Dump returns the whole committed state, every list by id, with the
+// problems Check finds.
+func (s *Service) Dump() *Dump { return s.As(Root).Dump() }
 
 // FlushFlows removes conntrack entries of one record (root or its owners)
 // or of all records (root). It is audited but changes no stored state.

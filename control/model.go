@@ -59,10 +59,12 @@ const (
 	StatusAttaching = api.StatusAttaching
 	StatusDetaching = api.StatusDetaching
 
-	AttachmentAttached = api.AttachmentAttached
-	PortUp             = api.PortUp
-	PortDown           = api.PortDown
-	PortUnplugged      = api.PortUnplugged
+	AttachmentAttached  = api.AttachmentAttached
+	AttachmentAttaching = api.AttachmentAttaching
+	AttachmentFailed    = api.AttachmentFailed
+	PortUp              = api.PortUp
+	PortDown            = api.PortDown
+	PortUnplugged       = api.PortUnplugged
 
 	PermOwner  = api.PermOwner
 	PermAttach = api.PermAttach

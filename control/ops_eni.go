@@ -726,6 +726,10 @@ func (s *Service) eniView(tx *txn, e *ENI) *ENI {
 		if in := tx.instance(a.InstanceID); in != nil && a.DeviceIndex < len(in.Ports) {
 			a.Port = in.Ports[a.DeviceIndex].Spec
 		}
+		if st, why := s.attachmentStatus(e, a); st != "" {
+			a.Status, a.StatusReason = st, why
+			c.Status = StatusAttaching
+		}
 	}
 	if c.Tags == nil {
 		c.Tags = map[string]string{}

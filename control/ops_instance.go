@@ -47,13 +47,25 @@ func (s *Service) CreateInstance(p Principal, in CreateInstanceInput) (*Instance
 			inst.Ports = append(inst.Ports, Port{DeviceIndex: i, Spec: spec})
 		}
 		for i, pt := range inst.Ports {
-			if _, err := s.openPortLocked(pt.Spec); err != nil {
-				delete(s.ports, pt.Spec)
-				return nil, &Error{Code: CodeInvalidParameter,
-					Message: fmt.Sprintf("ports[%d] %q: cannot open the port: %v", i, pt.Spec, err), Cause: err}
-			}
+			// Opened before the commit, outside s.mu (the operation is
+			// validated again after); a port that cannot be opened
+			// refuses the operation.
 			spec := pt.Spec
-			tx.undo = append(tx.undo, func() { s.closePortLocked(spec) })
+			var opened bool
+			tx.early = append(tx.early, hostEffect{key: inst.ID, what: "open port " + spec,
+				do: func() error {
+					var err error
+					if opened, err = s.openPort(spec); err != nil {
+						return &Error{Code: CodeInvalidParameter,
+							Message: fmt.Sprintf("ports[%d] %q: cannot open the port: %v", i, spec, err), Cause: err}
+					}
+					return nil
+				},
+				undo: func() {
+					if opened {
+						s.closePort(spec)
+					}
+				}})
 		}
 		tx.putInstance(inst)
 		return func() *Instance { return s.instanceView(s.st.view(), inst) }, nil
@@ -98,7 +110,8 @@ func (s *Service) TerminateInstance(p Principal, name string) (*Instance, error)
 		tx.delInstance(name)
 		for _, pt := range inst.Ports {
 			spec := pt.Spec
-			tx.after = append(tx.after, func() { s.closePortLocked(spec) })
+			tx.post = append(tx.post, hostEffect{key: name, what: "close port " + spec,
+				do: func() error { s.closePort(spec); return nil }})
 		}
 		return func() *Instance { return view }, nil
 	})

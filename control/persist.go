@@ -2,7 +2,6 @@ package control
 
 import (
 	"errors"
-	"strings"
 
 	"roam/tap"
 )
@@ -17,7 +16,7 @@ func (s *Service) PersistDevices(on bool) (int, error) {
 	n := 0
 	var errs []error
 	try := func(spec string, p tap.Port) {
-		if p == nil || !strings.HasPrefix(spec, KindTap+":") {
+		if sp, err := tap.ParseSpec(spec); p == nil || err != nil || !sp.IsTAP() {
 			return
 		}
 		pp, ok := unwrapPort(p).(tap.Persister)

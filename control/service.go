@@ -1,9 +1,9 @@
 package control
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +12,6 @@ import (
 	"reflect"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -82,14 +81,18 @@ type Options struct {
 }
 
 // Principal is the caller of an operation, identified by uid. Uid 0 is the
-// administrator.
-type Principal struct{ UID uint32 }
+// administrator; so is a caller with Admin set (the daemon sets it for the
+// uid that started it, see internal/apiserver.Admins).
+type Principal struct {
+	UID   uint32
+	Admin bool
+}
 
 // Root is the administrator.
 var Root = Principal{UID: 0}
 
-// IsRoot reports whether p is the administrator.
-func (p Principal) IsRoot() bool { return p.UID == 0 }
+// IsRoot reports whether p is an administrator: uid 0 or Admin.
+func (p Principal) IsRoot() bool { return p.UID == 0 || p.Admin }
 
 // Service is the network interface virtualization service: it owns the
 // records and every other object, validates and authorizes each operation,
@@ -98,7 +101,9 @@ func (p Principal) IsRoot() bool { return p.UID == 0 }
 //
 // Lock order: Service.mu, then the store's own locks. Every mutating
 // operation holds mu for writing from validation to publication, so
-// operations are serializable; reads hold it for reading.
+// operations are serializable; reads hold it for reading. Host effects
+// run after, without mu (effects.go). A watch loop applies the commits of
+// other writers of the store (watch.go).
 type Service struct {
 	mu    sync.RWMutex
 	st    *state
@@ -114,6 +119,18 @@ type Service struct {
 	rand    io.Reader
 	observe func(op, result string, d time.Duration)
 	last    *vswitch.Config
+	pub     uint64 // Gen of the last published config
+
+	// Host effects (effects.go): the runner, the records whose effects
+	// are pending, how long an operation waits for its effects and how
+	// long one QMP conversation may take.
+	fx             *fxRunner
+	pending        map[string]*opEffects
+	fxWait         time.Duration
+	hotplugTimeout time.Duration
+
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 type openPort struct {
@@ -242,7 +259,12 @@ func Open(o Options) (*Service, error) {
 		now:     o.Now,
 		rand:    o.Rand,
 		observe: o.Observe,
+
+		fx:             newFxRunner(),
+		pending:        map[string]*opEffects{},
+		hotplugTimeout: defaultHotplugTimeout,
 	}
+	s.fxWait = s.hotplugTimeout + 2*time.Second
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -294,8 +316,9 @@ func Open(o Options) (*Service, error) {
 		all[id] = true
 	}
 	s.configureGuestsLocked(all)
+	s.last, s.pub = cfg, cfg.Gen
 	s.replugAfterRestart()
-	s.last = cfg
+	s.startWatch()
 	s.log.Info("state restored", "gen", s.st.gen, "subnets", len(s.st.subnets), "groups", len(s.st.groups),
 		"instances", len(s.st.instances), "enis", len(s.st.enis), "eips", len(s.st.eips))
 	return s, nil
@@ -324,46 +347,15 @@ func (s *Service) load() error {
 	if err != nil {
 		return internal("load store", err)
 	}
-	st := s.st
-	st.gen = gen
-	for k, v := range objs[bucketSubnets] {
-		var x Subnet
-		if err := json.Unmarshal(v, &x); err != nil {
-			return internal("decode subnet "+k, err)
+	tx := s.st.txn(Root)
+	for _, b := range objectBuckets {
+		for k, v := range objs[b] {
+			if err := tx.putStored(b, k, v); err != nil {
+				return err
+			}
 		}
-		st.subnets[k] = &x
 	}
-	for k, v := range objs[bucketGroups] {
-		var x Group
-		if err := json.Unmarshal(v, &x); err != nil {
-			return internal("decode group "+k, err)
-		}
-		st.groups[k] = &x
-	}
-	for k, v := range objs[bucketInstances] {
-		var x Instance
-		if err := json.Unmarshal(v, &x); err != nil {
-			return internal("decode instance "+k, err)
-		}
-		st.instances[k] = &x
-		st.indexInstance(&x, true)
-	}
-	for k, v := range objs[bucketENIs] {
-		var x ENI
-		if err := json.Unmarshal(v, &x); err != nil {
-			return internal("decode eni "+k, err)
-		}
-		st.enis[k] = &x
-		st.indexENI(&x, true)
-	}
-	for k, v := range objs[bucketEIPs] {
-		var x Address
-		if err := json.Unmarshal(v, &x); err != nil {
-			return internal("decode eip "+k, err)
-		}
-		st.eips[k] = &x
-		st.indexEIP(&x, true)
-	}
+	s.installLocked(tx, gen, nil, nil)
 	for _, p := range s.st.check() {
 		s.log.Error("restored state is inconsistent", "problem", p)
 	}
@@ -377,6 +369,14 @@ func (s *Service) openPortLocked(spec string) (*openPort, error) {
 	if op, ok := s.ports[spec]; ok && op.err == nil {
 		return op, nil
 	}
+	op := s.dialPort(spec)
+	s.ports[spec] = op
+	return op, op.err
+}
+
+// dialPort opens spec through the factory and registers it with the data
+// path (no lock needed).
+func (s *Service) dialPort(spec string) *openPort {
 	op := &openPort{}
 	p, err := s.factory.Open(spec)
 	if err == nil {
@@ -397,8 +397,55 @@ func (s *Service) openPortLocked(spec string) (*openPort, error) {
 	} else {
 		op.port = p
 	}
+	return op
+}
+
+// openPort is openPortLocked for a host effect: the port is opened without
+// s.mu and installed with it; a failure is not remembered. It reports
+// whether it opened the port (false: it was open already).
+func (s *Service) openPort(spec string) (bool, error) {
+	s.mu.RLock()
+	op, ok := s.ports[spec]
+	s.mu.RUnlock()
+	if ok && op.err == nil {
+		return false, nil
+	}
+	op = s.dialPort(spec)
+	if op.err != nil {
+		return false, op.err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.ports[spec]; ok && cur.err == nil {
+		// Opened meanwhile by another operation: a port is never
+		// registered twice.
+		s.dp.RemovePort(op.port.Name())
+		op.port.Close()
+		return false, nil
+	}
 	s.ports[spec] = op
-	return op, err
+	return true, nil
+}
+
+// closePort is closePortLocked for a host effect: the port is forgotten
+// with s.mu, removed from the data path and closed without it.
+func (s *Service) closePort(spec string) {
+	s.mu.Lock()
+	op, ok := s.ports[spec]
+	delete(s.ports, spec)
+	s.mu.Unlock()
+	if ok {
+		s.dropPort(spec, op)
+	}
+}
+
+func (s *Service) dropPort(spec string, op *openPort) {
+	if op.port != nil {
+		if err := s.dp.RemovePort(op.port.Name()); err != nil {
+			s.log.Warn("remove port", "spec", spec, "err", err)
+		}
+		op.port.Close()
+	}
 }
 
 func (s *Service) closePortLocked(spec string) {
@@ -407,12 +454,7 @@ func (s *Service) closePortLocked(spec string) {
 		return
 	}
 	delete(s.ports, spec)
-	if op.port != nil {
-		if err := s.dp.RemovePort(op.port.Name()); err != nil {
-			s.log.Warn("remove port", "spec", spec, "err", err)
-		}
-		op.port.Close()
-	}
+	s.dropPort(spec, op)
 }
 
 // portUp returns the data path name of the port behind spec, or "" when it
@@ -436,7 +478,7 @@ func (s *Service) operational(spec string) bool {
 	if !ok || op.port == nil {
 		return false
 	}
-	if o, ok := op.port.(tap.Operationaler); ok && !strings.HasPrefix(spec, KindStream+":") {
+	if o, ok := op.port.(tap.Operationaler); ok && !specIs(spec, tap.Spec.IsStream) {
 		return o.Operational()
 	}
 	return true
@@ -550,6 +592,14 @@ func (s *Service) checkLocked() []string {
 		// rebuild would publish.
 		v := s.st.view()
 		for id, e := range s.st.enis {
+			if o := s.pending[id]; o != nil {
+				// It keeps its previous binding until its host
+				// effects complete.
+				if o.failed != "" {
+					bad = append(bad, fmt.Sprintf("record %s: host effects of %s failed, retrying: %s", id, o.op, o.failed))
+				}
+				continue
+			}
 			i, ok := s.st.recIdx[id]
 			if !ok || i >= len(s.last.Records) {
 				bad = append(bad, fmt.Sprintf("record %s not published", id))
@@ -571,8 +621,12 @@ func (s *Service) Config() *vswitch.Config {
 	return s.last
 }
 
-// Close closes the uplink and every port the service opened.
+// Close stops the watch and the effects runner and closes the uplink and
+// every port the service opened.
 func (s *Service) Close() error {
+	s.stopWatch()
+	<-s.watchDone
+	s.fx.stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for spec := range s.ports {

@@ -37,15 +37,15 @@ func buildWorld(t testing.TB, s *Service) *world {
 	w.sg1 = ok(s.CreateGroup(Root, CreateGroupInput{Name: "web"})).ID
 	ok(s.CreateInstance(Root, CreateInstanceInput{Name: "vm1", Ports: []string{"tap:vm1a", "tap:vm1b"}}))
 	ok(s.CreateInstance(Root, CreateInstanceInput{Name: "vm2", Ports: []string{"tap:vm2a@ns2"}}))
-	ok(s.CreateInstance(Principal{alice}, CreateInstanceInput{Name: "vm3", Ports: []string{"stream:/run/vm3.sock", "netdev:vm3b"}}))
+	ok(s.CreateInstance(Principal{UID: alice}, CreateInstanceInput{Name: "vm3", Ports: []string{"stream:/run/vm3.sock", "netdev:vm3b"}}))
 	ok(s.CreateInstance(Root, CreateInstanceInput{Name: "vmfull", Ports: []string{"tap:full0"}}))
 	a := ok(s.CreateENI(Root, CreateENIInput{SubnetID: w.subA, PrivateIP: "10.0.0.10", SecurityGroups: []string{w.sg1}}))
 	w.eniA = a.ID
 	a = ok(s.Attach(Root, w.eniA, AttachInput{InstanceID: "vm1", DeviceIndex: intp(0)}))
 	w.attA = a.Attachments[0].ID
-	w.eniB = ok(s.CreateENI(Principal{alice}, CreateENIInput{SubnetID: w.subA, SecondaryPrivateIPs: []string{"10.0.0.20"}})).ID
-	w.eniC = ok(s.CreateENI(Principal{alice}, CreateENIInput{SubnetID: w.subB})).ID
-	ok(s.Grant(Principal{alice}, w.eniC, PermissionInput{Permission: PermAttach, UID: bob}))
+	w.eniB = ok(s.CreateENI(Principal{UID: alice}, CreateENIInput{SubnetID: w.subA, SecondaryPrivateIPs: []string{"10.0.0.20"}})).ID
+	w.eniC = ok(s.CreateENI(Principal{UID: alice}, CreateENIInput{SubnetID: w.subB})).ID
+	ok(s.Grant(Principal{UID: alice}, w.eniC, PermissionInput{Permission: PermAttach, UID: bob}))
 	full := ok(s.CreateENI(Root, CreateENIInput{SubnetID: w.subB}))
 	ok(s.Attach(Root, full.ID, AttachInput{InstanceID: "vmfull"}))
 	w.eip1 = ok(s.Allocate(Root, AllocateInput{})).ID
@@ -111,7 +111,7 @@ func operations(t *testing.T, storeKind string, delta bool) {
 			before := dumpJSON(t, f.svc)
 			applied := f.dp.applied
 			w.mark = func() { before, applied = dumpJSON(t, f.svc), f.dp.applied }
-			out, err := tc.op(f.svc, Principal{tc.uid}, w)
+			out, err := tc.op(f.svc, Principal{UID: tc.uid}, w)
 			if got := codeOf(err); got != tc.want {
 				t.Fatalf("got code %q (%v), want %q", got, err, tc.want)
 			}
@@ -603,7 +603,7 @@ func opCases() []opCase {
 			return s.AssignIPs(p, w.eniB, AssignIPsInput{Count: 1})
 		}, want: CodeUnauthorized},
 		{name: "assign ip granted", uid: bob, op: func(s *Service, p Principal, w *world) (any, error) {
-			if _, err := s.Grant(Principal{alice}, w.eniB, PermissionInput{Permission: PermSetIP, UID: bob}); err != nil {
+			if _, err := s.Grant(Principal{UID: alice}, w.eniB, PermissionInput{Permission: PermSetIP, UID: bob}); err != nil {
 				return nil, err
 			}
 			return s.AssignIPs(p, w.eniB, AssignIPsInput{Count: 1})

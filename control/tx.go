@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -28,8 +29,21 @@ type txn struct {
 	target   string          // the object the audit log names
 	cfgDirty bool            // subnets or groups changed
 	dirty    map[string]bool // records whose data path form changed
-	undo     []func()        // run when the operation fails after a side effect
-	after    []func()        // run once the operation is committed and published
+	// Host effects, staged by validation and run after the commit outside
+	// Service.mu (effects.go): pre before the records in hold get their
+	// new binding in the data path, post after it.
+	pre, post []hostEffect
+	hold      map[string]bool
+	// early effects run before the commit, outside Service.mu, and the
+	// operation is validated again after them (opening a new instance's
+	// ports: a port that cannot be opened refuses it before anything is
+	// written).
+	early     []hostEffect
+	prev      *txn // the values tx replaced, when it has effects
+	noEffects bool // a compensating commit: no effects of its own
+
+	// result and message, when set, replace "ok" in the audit event.
+	result, message string
 }
 
 func (st *state) view() *txn { return st.txn(Root) }
@@ -38,7 +52,7 @@ func (st *state) txn(p Principal) *txn {
 	return &txn{
 		st: st, p: p,
 		subnets: map[string]*Subnet{}, groups: map[string]*Group{}, instances: map[string]*Instance{},
-		enis: map[string]*ENI{}, eips: map[string]*Address{}, dirty: map[string]bool{},
+		enis: map[string]*ENI{}, eips: map[string]*Address{}, dirty: map[string]bool{}, hold: map[string]bool{},
 	}
 }
 
@@ -209,29 +223,95 @@ func (s *Service) id(tx *txn, prefix string) string {
 	return s.newID(prefix, tx.idUsed)
 }
 
+// maxConflictRetries bounds how often an operation is re-validated and
+// retried after a generation conflict.
+const maxConflictRetries = 5
+
 // update runs fn as one transaction: validate and stage changes (fn),
 // persist them with an audit event, publish a new data path config, then
-// install them. A refusal at any step changes nothing but the audit log.
+// install them, all under s.mu; then, with s.mu released, run the host
+// effects fn staged and wait for them (effects.go). A commit refused for a
+// stale generation (another writer of the store) is retried on the caught
+// up state, fn included. A refusal at any step changes nothing but the
+// audit log.
 func update[T any](s *Service, p Principal, op string, fn func(tx *txn) (func() T, error)) (T, error) {
 	start := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	tx := s.st.txn(p)
 	var zero T
-	view, err := fn(tx)
+	s.mu.Lock()
+	var (
+		tx    *txn
+		view  func() T
+		err   error
+		early []*fxJob // the early effects that ran
+	)
+	for attempt := 1; ; attempt++ {
+		tx = s.st.txn(p)
+		view, err = fn(tx)
+		if err == nil && len(tx.early) > 0 && early == nil {
+			s.mu.Unlock()
+			for _, fx := range tx.early {
+				early = append(early, s.fx.enqueue(fx, fx.do))
+			}
+			all := waitJobs(early, time.After(s.fxWait))
+			s.mu.Lock()
+			if e := definite(early); e != nil {
+				err = e
+			} else if !all || failedJobs(early) != nil {
+				err = errorf(CodeIncorrectState, "%s: %s", op, s.reason(early, all))
+			} else {
+				attempt--
+				continue // validate again on the state of now
+			}
+		}
+		if err == nil {
+			if o := s.busyLocked(tx); o != nil {
+				// A record it changes has host effects in flight:
+				// validate again once they settle.
+				if time.Since(start) > 2*s.fxWait {
+					err = errorf(CodeIncorrectState, "%s: the host effects of %s on %s are still in progress; try again", op, o.op, o.target)
+					break
+				}
+				s.mu.Unlock()
+				select {
+				case <-o.published:
+				case <-o.failedCh:
+				case <-time.After(s.fxWait):
+				}
+				s.mu.Lock()
+				attempt--
+				continue
+			}
+			err = s.commitLocked(tx, op)
+		}
+		if !errors.Is(err, ErrConflict) {
+			break
+		}
+		if attempt == maxConflictRetries {
+			err = &Error{Code: CodeConflict, Message: fmt.Sprintf("%s: the store changed under the operation %d times in a row (other writers); try again: %v", op, attempt, err), Cause: err}
+			break
+		}
+		s.log.Info("generation conflict, catching up", "op", op, "attempt", attempt, "err", err)
+		s.catchUpLocked(err)
+	}
+	var fx *opEffects
 	if err == nil {
-		err = s.commitLocked(tx, op)
+		fx = s.startEffectsLocked(tx, op)
+	}
+	s.mu.Unlock()
+	if err != nil && early != nil {
+		s.undoEffects(nil, early)
+	}
+	if err == nil && fx != nil {
+		err = s.finishEffects(fx)
 	}
 	result := "ok"
 	if err != nil {
-		for i := len(tx.undo) - 1; i >= 0; i-- {
-			tx.undo[i]()
-		}
 		e := AsError(err)
 		result = e.Code
-		if e.Code != CodeInternal && e.Code != CodeDataPath {
-			// Refusals are audited on their own; internal failures
-			// were audited by commit when it could.
+		if e.Code != CodeInternal && (fx == nil || !fx.audited) {
+			// Refusals are audited on their own (nothing was
+			// committed), refused effects by their compensating
+			// commit; internal failures are not (the store failed).
 			ev := &Event{Time: s.now().UTC(), UID: p.UID, Operation: op, Target: tx.target, Result: e.Code, Message: e.Message}
 			if aerr := s.store.AppendEvent(ev); aerr != nil {
 				s.log.Error("audit log append failed", "op", op, "err", aerr)
@@ -243,11 +323,10 @@ func update[T any](s *Service, p Principal, op string, fn func(tx *txn) (func() 
 		}
 		return zero, e
 	}
-	for _, f := range tx.after {
-		f()
-	}
+	s.mu.RLock()
 	s.log.Info("operation", "op", op, "uid", p.UID, "target", tx.target, "gen", s.st.gen)
 	out := view()
+	s.mu.RUnlock()
 	if s.observe != nil {
 		s.observe(op, result, time.Since(start))
 	}
@@ -295,28 +374,29 @@ func mutations[T any](bucket string, ch map[string]*T, conv func(*T) any) []Muta
 	return out
 }
 
-func (tx *txn) mutations(old bool) []Mutation {
-	if old {
-		// The committed values of everything tx changed: writing them
-		// back undoes tx in the store.
-		back := tx.st.txn(tx.p)
-		for id := range tx.subnets {
-			back.subnets[id] = tx.st.subnets[id]
-		}
-		for id := range tx.groups {
-			back.groups[id] = tx.st.groups[id]
-		}
-		for id := range tx.instances {
-			back.instances[id] = tx.st.instances[id]
-		}
-		for id := range tx.enis {
-			back.enis[id] = tx.st.enis[id]
-		}
-		for id := range tx.eips {
-			back.eips[id] = tx.st.eips[id]
-		}
-		return back.mutations(false)
+// back returns the committed values of everything tx changed: committing
+// them undoes tx.
+func (tx *txn) back() *txn {
+	back := tx.st.txn(tx.p)
+	for id := range tx.subnets {
+		back.subnets[id] = tx.st.subnets[id]
 	}
+	for id := range tx.groups {
+		back.groups[id] = tx.st.groups[id]
+	}
+	for id := range tx.instances {
+		back.instances[id] = tx.st.instances[id]
+	}
+	for id := range tx.enis {
+		back.enis[id] = tx.st.enis[id]
+	}
+	for id := range tx.eips {
+		back.eips[id] = tx.st.eips[id]
+	}
+	return back
+}
+
+func (tx *txn) mutations() []Mutation {
 	id := func(v any) any { return v }
 	var m []Mutation
 	m = append(m, mutations(bucketSubnets, tx.subnets, func(v *Subnet) any { return id(v) })...)
@@ -337,26 +417,77 @@ func (tx *txn) empty() bool {
 	return len(tx.subnets)+len(tx.groups)+len(tx.instances)+len(tx.enis)+len(tx.eips) == 0
 }
 
-// commitLocked persists tx, publishes the resulting config and installs tx
-// in the committed state. On a data path refusal the store is rolled back.
+// commitLocked publishes the config of the state with tx's changes, then
+// persists tx (if the store is still at the state's generation: otherwise
+// the error wraps ErrConflict) and installs it in the committed state.
+// Publishing first means a refusal by the data path writes nothing; a
+// commit that fails after the publication republishes the state in force.
+// The data path lives in this process, so a crash in between loses
+// nothing: the restart publishes what the store holds.
 func (s *Service) commitLocked(tx *txn, op string) error {
 	if tx.empty() {
 		return nil
 	}
 	st := s.st
-	gen := st.gen + 1
+	s.holdForEffects(tx)
+	recs, override, cfg, err := s.publishTxLocked(tx)
+	if err != nil {
+		return &Error{Code: CodeDataPath, Message: fmt.Sprintf("the data path refused the configuration of %s: %v", op, err), Cause: err}
+	}
 	ev := &Event{Time: s.now().UTC(), UID: tx.p.UID, Operation: op, Target: tx.target, Result: "ok"}
-	if err := s.store.Commit(tx.mutations(false), gen, ev); err != nil {
+	if tx.result != "" {
+		ev.Result, ev.Message = tx.result, tx.message
+	}
+	gen, err := s.store.Commit(st.gen, tx.mutations(), ev)
+	if err != nil {
+		if cfg != s.last {
+			s.republishLocked(tx)
+		}
+		if errors.Is(err, ErrConflict) {
+			return err
+		}
 		return internal("persist "+op, err)
 	}
-	// The guests' devices get their records' MACs before the data path
-	// sends them frames addressed to those MACs.
-	s.configureGuestsTxLocked(tx, tx.dirty)
+	s.installLocked(tx, gen, recs, override)
+	s.last = cfg
+	return nil
+}
+
+// republishLocked publishes the state in force again after a publication
+// of tx whose commit failed.
+func (s *Service) republishLocked(tx *txn) {
+	back := s.st.txn(Root)
+	back.cfgDirty = tx.cfgDirty
+	for id := range tx.dirty {
+		back.dirty[id] = true
+	}
+	if _, _, _, err := s.publishTxLocked(back); err != nil {
+		s.log.Error("republish the state in force after a failed commit", "err", err)
+	}
+}
+
+// publishLocked publishes the config of the committed state with tx's
+// changes, then installs them as generation gen. A refusal by the data
+// path installs nothing.
+func (s *Service) publishLocked(tx *txn, gen uint64) error {
+	recs, override, cfg, err := s.publishTxLocked(tx)
+	if err != nil {
+		return err
+	}
+	s.installLocked(tx, gen, recs, override)
+	s.last = cfg
+	return nil
+}
+
+// publishTxLocked builds the config of the committed state with tx's
+// changes and publishes it when it differs from the last one.
+func (s *Service) publishTxLocked(tx *txn) ([]vswitch.Record, map[string]int, *vswitch.Config, error) {
+	st := s.st
 	recs, override := st.recs, map[string]int(nil)
 	cfg := s.last
 	if tx.cfgDirty || len(tx.dirty) > 0 {
 		recs, override = s.records(tx)
-		cfg = s.config(tx, gen, recs)
+		cfg = s.config(tx, s.nextPub(), recs)
 		var err error
 		if da, ok := s.dp.(DeltaApplier); ok && !tx.cfgDirty {
 			changed := make([]string, 0, len(tx.dirty))
@@ -369,17 +500,21 @@ func (s *Service) commitLocked(tx *txn, op string) error {
 			err = s.dp.Apply(cfg)
 		}
 		if err != nil {
-			rb := &Event{Time: s.now().UTC(), UID: tx.p.UID, Operation: op, Target: tx.target,
-				Result: CodeDataPath, Message: "rolled back: " + err.Error()}
-			if rerr := s.store.Commit(tx.mutations(true), st.gen, rb); rerr != nil {
-				// The store now holds a state the data path refused;
-				// a restart republishes it and reports the refusal.
-				s.log.Error("store rollback failed", "op", op, "err", rerr)
-			}
-			return &Error{Code: CodeDataPath, Message: fmt.Sprintf("the data path refused the configuration of %s: %v", op, err), Cause: err}
+			return nil, nil, nil, err
 		}
+		s.pub = cfg.Gen
 	}
-	// Install.
+	return recs, override, cfg, nil
+}
+
+// nextPub is the Gen of the next published config: configs are numbered
+// in publication order (a republication after host effects has no
+// generation of its own), never below the state's generation.
+func (s *Service) nextPub() uint64 { return max(s.pub+1, s.st.gen+1) }
+
+// installLocked installs tx in the committed state as generation gen.
+func (s *Service) installLocked(tx *txn, gen uint64, recs []vswitch.Record, override map[string]int) {
+	st := s.st
 	for id, v := range tx.subnets {
 		setOrDelete(st.subnets, id, v)
 	}
@@ -425,9 +560,7 @@ func (s *Service) commitLocked(tx *txn, op string) error {
 			st.recIdx[id] = i
 		}
 	}
-	st.gen = gen
-	s.last = cfg
-	return nil
+	st.gen = max(st.gen, gen)
 }
 
 func setOrDelete[T any](m map[string]*T, id string, v *T) {
@@ -477,6 +610,15 @@ func (s *Service) records(tx *txn) ([]vswitch.Record, map[string]int) {
 			continue
 		}
 		r := s.record(tx, e)
+		if s.held(tx, id) {
+			// Its host effects are pending: it keeps the binding in
+			// force (none for a new record) until they complete.
+			if ok {
+				r = recs[i]
+			} else {
+				r.Ports = nil
+			}
+		}
 		if ok {
 			recs[i] = r
 		} else {

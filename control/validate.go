@@ -1,79 +1,36 @@
 package control
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"roam/tap"
 )
 
-// Port spec kinds.
-const (
-	KindTap    = "tap"
-	KindNetdev = "netdev"
-	KindStream = "stream"
-	KindTun    = "tun"
-)
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
-// Spec is a parsed port spec: tap:IFNAME[@NETNS], netdev:IFNAME,
-// stream:PATH, or (uplink only) tun:IFNAME[@NETNS].
-type Spec struct {
-	Kind  string
-	Name  string // interface name, or the socket path for stream
-	Netns string // network namespace for tap and tun, "" for the current one
-}
-
-var (
-	ifnameRe = regexp.MustCompile(`^[A-Za-z0-9_.+-]{1,15}$`)
-	nameRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-)
-
-// ParseSpec parses a port spec; field names the flag or field in errors.
-func ParseSpec(field, spec string, uplink bool) (Spec, error) { return parseSpec(field, spec, uplink) }
-
-func parseSpec(field, spec string, uplink bool) (Spec, error) {
-	kind, rest, ok := strings.Cut(spec, ":")
-	if !ok || rest == "" {
-		return Spec{}, invalid(field, spec, "want tap:IFNAME[@NETNS], netdev:IFNAME or stream:PATH")
+// parseSpec parses a port spec with tap.ParseSpec, the one parser, and adds
+// the rule of its role: tun: only for the uplink, stream: never for it.
+// field names the flag or field in errors.
+func parseSpec(field, spec string, uplink bool) (tap.Spec, error) {
+	sp, err := tap.ParseSpec(spec)
+	if se := (*tap.SpecError)(nil); errors.As(err, &se) {
+		return tap.Spec{}, &Error{Code: CodeInvalidParameter, Cause: err,
+			Message: fmt.Sprintf("%s %q: %s %q: %s", field, spec, se.Field, se.Value, se.Reason)}
+	} else if err != nil {
+		return tap.Spec{}, invalid(field, spec, err.Error())
 	}
-	sp := Spec{Kind: kind}
-	switch kind {
-	case KindTap, KindTun:
-		if kind == KindTun && !uplink {
-			return Spec{}, invalid(field, spec, "tun: ports are only for the uplink")
-		}
-		name, ns, hasNS := strings.Cut(rest, "@")
-		if hasNS && (!nameRe.MatchString(ns) || ns == "." || ns == "..") {
-			return Spec{}, invalid(field, spec, "network namespace name "+strconv.Quote(ns)+" is not valid")
-		}
-		sp.Name, sp.Netns = name, ns
-	case KindNetdev:
-		sp.Name = rest
-	case KindStream:
-		if uplink {
-			return Spec{}, invalid(field, spec, "the uplink is tap:, netdev: or tun:")
-		}
-		if !filepath.IsAbs(rest) || filepath.Clean(rest) != rest {
-			return Spec{}, invalid(field, spec, "stream path must be absolute and clean")
-		}
-		sp.Name = rest
-		return sp, nil
-	default:
-		return Spec{}, invalid(field, spec, "unknown port kind "+strconv.Quote(kind)+", want tap, netdev or stream")
-	}
-	if !ifnameRe.MatchString(sp.Name) || sp.Name == "." || sp.Name == ".." {
-		return Spec{}, invalid(field, spec, "interface name must be 1-15 characters of A-Z a-z 0-9 _ . + -")
+	switch {
+	case sp.Kind == tap.KindTUN && !uplink:
+		return tap.Spec{}, invalid(field, spec, "tun: ports are only for the uplink")
+	case sp.IsStream() && uplink:
+		return tap.Spec{}, invalid(field, spec, "the uplink is tap:, netdev: or tun:")
 	}
 	return sp, nil
-}
-
-// String returns the canonical spec.
-func (s Spec) String() string {
-	if s.Netns != "" {
-		return s.Kind + ":" + s.Name + "@" + s.Netns
-	}
-	return s.Kind + ":" + s.Name
 }
 
 func validName(field, name string) error {
@@ -176,4 +133,19 @@ func parseAddr(field, s string) (netip.Addr, error) {
 		return netip.Addr{}, invalid(field, s, "not an IPv4 address")
 	}
 	return a, nil
+}
+
+// specIs reports whether spec parses and its kind satisfies is (for
+// example tap.Spec.IsStream): the one way control asks what a spec names.
+func specIs(spec string, is func(tap.Spec) bool) bool {
+	sp, err := tap.ParseSpec(spec)
+	return err == nil && is(sp)
+}
+
+// streamPath is the socket path of a stream: spec, "" for any other.
+func streamPath(spec string) string {
+	if sp, err := tap.ParseSpec(spec); err == nil && sp.IsStream() {
+		return sp.Path
+	}
+	return ""
 }

@@ -8,7 +8,9 @@
 // Frames are read and written in batches ([]Frame); a driver never allocates
 // per frame, and buffers belong to the caller.
 //
-// Open parses a spec (see Spec) and returns the port:
+// Open parses a spec with ParseSpec (the one parser of port specs: roamd
+// and the API validate theirs with it; see Spec for the rules) and returns
+// the port:
 //
 //	tap:IFNAME[@NETNS]     Device: a TAP roam creates, IFF_VNET_HDR + TUNSETOFFLOAD
 //	netdev:IFNAME[@NETNS]  Netdev: an existing link over AF_PACKET + PACKET_VNET_HDR

@@ -3,6 +3,8 @@ package tap
 import (
 	"fmt"
 	"net"
+	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -14,80 +16,160 @@ const (
 	KindTUN    = "tun"
 )
 
-// Spec is a parsed port spec:
+// Spec is a parsed port spec, the one syntax roamd, roamctl and the API
+// share:
 //
 //	tap:IFNAME[@NETNS]     a TAP device roam creates (in NETNS when given)
 //	netdev:IFNAME[@NETNS]  an existing link, attached by AF_PACKET
 //	stream:PATH            a unix stream socket for QEMU -netdev stream
 //	tun:IFNAME[@NETNS]     a routed TUN device (uplinks only)
 //
-// NETNS is a name under /run/netns (as `ip netns add` makes) or an absolute
-// path to a namespace file (e.g. /proc/PID/ns/net).
+// IFNAME is 1-15 bytes (IFNAMSIZ less the NUL) of A-Z a-z 0-9 _ . + -, not
+// "." or "..". NETNS is a namespace name under /run/netns, as `ip netns add`
+// makes: 1-64 bytes of A-Z a-z 0-9 _ . -, starting with a letter or digit.
+// PATH is absolute, clean (filepath.Clean leaves it as it is) and at most
+// 107 bytes (sun_path less the NUL).
 type Spec struct {
-	Kind   string
-	IfName string // tap, netdev, tun
-	Netns  string // tap, netdev, tun; "" is roamd's own namespace
-	Path   string // stream
+	Kind  string
+	Name  string // interface name: tap, netdev, tun
+	Netns string // tap, netdev, tun; "" is roamd's own namespace
+	Path  string // socket path: stream
 }
 
 // String returns the spec in the form ParseSpec reads.
 func (s Spec) String() string {
-	if s.Kind == KindStream {
+	switch {
+	case s.Kind == KindStream:
 		return s.Kind + ":" + s.Path
+	case s.Netns != "":
+		return s.Kind + ":" + s.Name + "@" + s.Netns
 	}
-	if s.Netns != "" {
-		return s.Kind + ":" + s.IfName + "@" + s.Netns
-	}
-	return s.Kind + ":" + s.IfName
+	return s.Kind + ":" + s.Name
 }
 
-// ParseSpec parses a port spec. Errors wrap ErrBadSpec and name the spec.
+// IsStream reports whether the spec names a unix stream socket (no kernel
+// device: nothing to configure, hot-plugged into QEMU by its path).
+func (s Spec) IsStream() bool { return s.Kind == KindStream }
+
+// IsTAP reports whether the spec names a TAP device roam creates (whose
+// guest side takes the record's MAC and MTU).
+func (s Spec) IsTAP() bool { return s.Kind == KindTAP }
+
+// SpecError is the error of ParseSpec and of Open for a spec that breaks the
+// rules on Spec. It wraps ErrBadSpec.
+type SpecError struct {
+	Spec   string // the whole spec
+	Field  string // "kind", "interface name", "namespace" or "socket path"
+	Value  string // the field's value
+	Reason string
+}
+
+func (e *SpecError) Error() string {
+	return fmt.Sprintf("port spec %q: %v: %s %q: %s", e.Spec, ErrBadSpec, e.Field, e.Value, e.Reason)
+}
+
+func (e *SpecError) Unwrap() error { return ErrBadSpec }
+
+// Limits of the fields of a spec.
+const (
+	maxIfName = 15  // IFNAMSIZ less the NUL
+	maxNetns  = 64  // roam's limit for a namespace name
+	maxPath   = 107 // sizeof(sun_path) less the NUL
+)
+
+// ParseSpec parses a port spec. Errors are *SpecError (wrapping ErrBadSpec)
+// naming the spec, the field and its value.
 func ParseSpec(spec string) (Spec, error) {
 	kind, rest, ok := strings.Cut(spec, ":")
 	if !ok {
-		return Spec{}, fmt.Errorf("port spec %q: %w: want KIND:ARG with KIND one of tap, netdev, stream, tun", spec, ErrBadSpec)
+		return Spec{}, &SpecError{spec, "kind", spec, "want KIND:ARG with KIND one of tap, netdev, stream, tun"}
 	}
 	s := Spec{Kind: kind}
 	switch kind {
 	case KindStream:
-		if rest == "" {
-			return Spec{}, fmt.Errorf("port spec %q: %w: empty socket path", spec, ErrBadSpec)
-		}
-		if len(rest) > 107 {
-			return Spec{}, fmt.Errorf("port spec %q: %w: socket path is %d bytes, the limit is 107", spec, ErrBadSpec, len(rest))
-		}
 		s.Path = rest
-		return s, nil
 	case KindTAP, KindNetdev, KindTUN:
-		name, ns, hasNS := strings.Cut(rest, "@")
-		if err := checkIfName(name); err != nil {
-			return Spec{}, fmt.Errorf("port spec %q: %w: %v", spec, ErrBadSpec, err)
+		var hasNS bool
+		s.Name, s.Netns, hasNS = strings.Cut(rest, "@")
+		if hasNS && s.Netns == "" {
+			return Spec{}, &SpecError{spec, "namespace", "", "bad namespace: empty"}
 		}
-		if hasNS {
-			if ns == "" || (!strings.HasPrefix(ns, "/") && strings.ContainsAny(ns, "/ \t\n")) {
-				return Spec{}, fmt.Errorf("port spec %q: %w: bad namespace %q", spec, ErrBadSpec, ns)
-			}
-		}
-		s.IfName, s.Netns = name, ns
-		return s, nil
 	}
-	return Spec{}, fmt.Errorf("port spec %q: %w: unknown kind %q, want tap, netdev, stream or tun", spec, ErrBadSpec, kind)
+	if f, v, why := s.check(); f != "" {
+		return Spec{}, &SpecError{spec, f, v, why}
+	}
+	return s, nil
 }
 
-// checkIfName applies the kernel's rules for interface names (dev_valid_name).
-func checkIfName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("empty interface name")
-	case len(name) > 15:
-		return fmt.Errorf("interface name %q is %d bytes, the limit is 15", name, len(name))
-	case name == "." || name == "..":
-		return fmt.Errorf("interface name %q is reserved", name)
-	case strings.ContainsAny(name, "/: \t\n\x00"):
-		return fmt.Errorf("interface name %q contains '/', ':' or white space", name)
+// Check applies ParseSpec's rules to a Spec built in code.
+func (s Spec) Check() error {
+	if f, v, why := s.check(); f != "" {
+		return &SpecError{s.String(), f, v, why}
 	}
 	return nil
 }
+
+// check returns the field that breaks the rules, its value and why, or "".
+func (s Spec) check() (field, value, why string) {
+	switch s.Kind {
+	case KindStream:
+		switch p := s.Path; {
+		case p == "":
+			return "socket path", p, "empty socket path"
+		case len(p) > maxPath:
+			return "socket path", p, fmt.Sprintf("socket path is %d bytes, the limit is %d", len(p), maxPath)
+		case !filepath.IsAbs(p) || filepath.Clean(p) != p || strings.IndexByte(p, 0) >= 0:
+			return "socket path", p, "must be absolute and clean"
+		}
+		return "", "", ""
+	case KindTAP, KindNetdev, KindTUN:
+		if why := ifNameRule(s.Name); why != "" {
+			return "interface name", s.Name, why
+		}
+		if s.Netns != "" {
+			if why := netnsRule(s.Netns); why != "" {
+				return "namespace", s.Netns, why
+			}
+		}
+		return "", "", ""
+	}
+	return "kind", s.Kind, "unknown kind " + strconv.Quote(s.Kind) + ", want tap, netdev, stream or tun"
+}
+
+// ifNameRule applies the kernel's rules for interface names (dev_valid_name)
+// and roam's character set; it returns why name breaks them, or "".
+func ifNameRule(name string) string {
+	switch {
+	case name == "":
+		return "empty interface name"
+	case len(name) > maxIfName:
+		return fmt.Sprintf("interface name is %d bytes, the limit is %d", len(name), maxIfName)
+	case name == "." || name == "..":
+		return "interface name is reserved"
+	case strings.IndexFunc(name, func(r rune) bool { return !ifNameChar(r) }) >= 0:
+		return "interface name contains a character outside A-Z a-z 0-9 _ . + -"
+	}
+	return ""
+}
+
+// netnsRule returns why ns is not a namespace name, or "".
+func netnsRule(ns string) string {
+	switch {
+	case len(ns) > maxNetns:
+		return fmt.Sprintf("bad namespace: %d bytes, the limit is %d", len(ns), maxNetns)
+	case !isAlnum(rune(ns[0])):
+		return "bad namespace: must start with a letter or digit"
+	case strings.IndexFunc(ns, func(r rune) bool { return !isAlnum(r) && r != '_' && r != '.' && r != '-' }) >= 0:
+		return "bad namespace: must be a name of A-Z a-z 0-9 _ . - (as ip netns add makes)"
+	}
+	return ""
+}
+
+func isAlnum(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9'
+}
+
+func ifNameChar(r rune) bool { return isAlnum(r) || r == '_' || r == '.' || r == '+' || r == '-' }
 
 // Options tune Open. The zero value is a good default.
 type Options struct {

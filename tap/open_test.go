@@ -12,13 +12,22 @@ func TestParseSpec(t *testing.T) {
 		want    Spec
 		wantErr string
 	}{
-		{"tap:vm1", Spec{Kind: KindTAP, IfName: "vm1"}, ""},
-		{"tap:vm1@ns1", Spec{Kind: KindTAP, IfName: "vm1", Netns: "ns1"}, ""},
-		{"tap:vm1@/proc/1/ns/net", Spec{Kind: KindTAP, IfName: "vm1", Netns: "/proc/1/ns/net"}, ""},
-		{"netdev:tap0", Spec{Kind: KindNetdev, IfName: "tap0"}, ""},
-		{"tun:up0@pub", Spec{Kind: KindTUN, IfName: "up0", Netns: "pub"}, ""},
+		{"tap:vm1", Spec{Kind: KindTAP, Name: "vm1"}, ""},
+		{"tap:vm1@ns1", Spec{Kind: KindTAP, Name: "vm1", Netns: "ns1"}, ""},
+		{"netdev:eth0@blue.1", Spec{Kind: KindNetdev, Name: "eth0", Netns: "blue.1"}, ""},
+		{"tap:vm1@/proc/1/ns/net", Spec{}, "bad namespace"},
+		{"netdev:tap0", Spec{Kind: KindNetdev, Name: "tap0"}, ""},
+		{"tun:up0@pub", Spec{Kind: KindTUN, Name: "up0", Netns: "pub"}, ""},
 		{"stream:/run/roam/vm1.sock", Spec{Kind: KindStream, Path: "/run/roam/vm1.sock"}, ""},
-		{"stream:rel@x:y", Spec{Kind: KindStream, Path: "rel@x:y"}, ""},
+		{"stream:/run/rel@x:y", Spec{Kind: KindStream, Path: "/run/rel@x:y"}, ""},
+		{"stream:rel@x:y", Spec{}, "must be absolute and clean"},
+		{"stream:/run/../x", Spec{}, "must be absolute and clean"},
+		{"tap:vm+1.a_b-c", Spec{Kind: KindTAP, Name: "vm+1.a_b-c"}, ""},
+		{"tap:..", Spec{}, "reserved"},
+		{"tap:vm#1", Spec{}, "contains"},
+		{"tap:vm1@.ns", Spec{}, "bad namespace"},
+		{"tap:vm1@" + strings.Repeat("n", 65), Spec{}, "bad namespace"},
+		{"tun:t0@", Spec{}, "bad namespace"},
 		{"vm1", Spec{}, "want KIND:ARG"},
 		{"tcp:vm1", Spec{}, `unknown kind "tcp"`},
 		{"tap:", Spec{}, "empty interface name"},
@@ -82,5 +91,28 @@ func TestDropReasonNames(t *testing.T) {
 			t.Errorf("reason %d: got name %q, want a unique name", r, n)
 		}
 		seen[n] = true
+	}
+}
+
+// TestSpecErrorField checks that a spec error names the field at fault and
+// its value, and that Check applies ParseSpec's rules to a built Spec.
+func TestSpecErrorField(t *testing.T) {
+	for _, tc := range []struct{ spec, field, value string }{
+		{"tap:a/b", "interface name", "a/b"},
+		{"netdev:eth0@-x", "namespace", "-x"},
+		{"stream:x.sock", "socket path", "x.sock"},
+		{"udp:x", "kind", "udp"},
+	} {
+		_, err := ParseSpec(tc.spec)
+		var se *SpecError
+		if !errors.As(err, &se) || se.Field != tc.field || se.Value != tc.value || se.Spec != tc.spec {
+			t.Errorf("%s: got %#v, want a SpecError for %s %q", tc.spec, err, tc.field, tc.value)
+		}
+	}
+	if err := (Spec{Kind: KindTAP, Name: "vm1", Netns: "/proc/1/ns/net"}).Check(); !errors.Is(err, ErrBadSpec) {
+		t.Errorf("Check of a path namespace: got %v, want ErrBadSpec", err)
+	}
+	if err := (Spec{Kind: KindNetdev, Name: "eth0", Netns: "blue"}).Check(); err != nil {
+		t.Errorf("Check: got %v", err)
 	}
 }

@@ -70,13 +70,13 @@ type Netdev struct {
 // OpenNetdev attaches to the existing link ifname in namespace ns ("" for
 // roamd's own).
 func OpenNetdev(ifname, ns string, opts Options) (*Netdev, error) {
-	return openNetdevSpec(Spec{Kind: KindNetdev, IfName: ifname, Netns: ns}, opts)
+	return openNetdevSpec(Spec{Kind: KindNetdev, Name: ifname, Netns: ns}, opts)
 }
 
 func openNetdev(s Spec, opts Options) (Port, error) { return openNetdevSpec(s, opts) }
 
 func openNetdevSpec(s Spec, opts Options) (*Netdev, error) {
-	if err := checkIfName(s.IfName); err != nil {
+	if err := s.Check(); err != nil {
 		return nil, err
 	}
 	p := &Netdev{name: s.String(), spec: s, vnet: !opts.NoOffload, batch: opts.Batch}
@@ -89,13 +89,13 @@ func openNetdevSpec(s Spec, opts Options) (*Netdev, error) {
 	var fd int
 	err := InNetns(s.Netns, func() error {
 		var err error
-		fd, p.ifindex, err = packetSocket(s.IfName, p.vnet)
+		fd, p.ifindex, err = packetSocket(s.Name, p.vnet)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	p.f = os.NewFile(uintptr(fd), "packet:"+s.IfName)
+	p.f = os.NewFile(uintptr(fd), "packet:"+s.Name)
 	if p.rc, err = p.f.SyscallConn(); err != nil {
 		p.f.Close()
 		return nil, err

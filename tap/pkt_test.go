@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+
+	"roam/internal/packet"
 )
 
 // Test frame builders: Ethernet + IPv4/IPv6 + TCP/UDP with valid checksums,
@@ -68,7 +70,7 @@ func (p pktSpec) build() ([]byte, GSO) {
 		s, d := p.src.As4(), p.dst.As4()
 		copy(ip[12:], s[:])
 		copy(ip[16:], d[:])
-		binary.BigEndian.PutUint16(ip[10:], Checksum(ip[:20]))
+		binary.BigEndian.PutUint16(ip[10:], packet.Checksum(ip[:20], 0))
 	}
 	l4 := ethHdrLen + iphl
 	binary.BigEndian.PutUint16(b[l4:], p.sport)
@@ -92,10 +94,10 @@ func (p pktSpec) build() ([]byte, GSO) {
 	ps := pseudoSum(b[ethHdrLen:], p.v6, p.proto, l4len)
 	var g GSO
 	if p.partial {
-		binary.BigEndian.PutUint16(b[at:], csumFold(ps))
+		binary.BigEndian.PutUint16(b[at:], packet.Fold(ps))
 		g = GSO{NeedsCsum: true, CsumStart: uint16(l4), CsumOffset: uint16(at - l4)}
 	} else {
-		c := ^csumFold(csumAdd(ps, b[l4:]))
+		c := ^packet.Fold(packet.Add(ps, b[l4:]))
 		if c == 0 && p.proto == protoUDP {
 			c = 0xffff
 		}
@@ -124,7 +126,7 @@ func checkFrame(b []byte) error {
 			return fmt.Errorf("IPv6 payload length %d, want %d", n, len(b)-l4)
 		}
 	} else {
-		if c := Checksum(b[ip:l4]); c != 0 {
+		if c := packet.Checksum(b[ip:l4], 0); c != 0 {
 			return fmt.Errorf("IPv4 header checksum does not verify (%#04x)", c)
 		}
 		if n := int(binary.BigEndian.Uint16(b[ip+2:])); n != len(b)-ip {
@@ -142,7 +144,7 @@ func checkFrame(b []byte) error {
 			return fmt.Errorf("UDP length %d, want %d", n, len(b)-l4)
 		}
 	}
-	if c := ^csumFold(csumAdd(pseudoSum(b[ip:], v6, proto, len(b)-l4), b[l4:])); c != 0 {
+	if c := ^packet.Fold(packet.Add(pseudoSum(b[ip:], v6, proto, len(b)-l4), b[l4:])); c != 0 {
 		return fmt.Errorf("L4 checksum does not verify (%#04x)", c)
 	}
 	return nil
@@ -152,4 +154,14 @@ func frameOf(b []byte, g GSO) Frame {
 	buf := make([]byte, Headroom+len(b))
 	copy(buf[Headroom:], b)
 	return Frame{Buf: buf, Off: Headroom, Len: len(b), GSO: g}
+}
+
+// l4Info is walkIP for tests: the offsets of the IP and L4 headers, the L4
+// protocol, whether it is IPv6 and whether walkIP accepted the frame.
+func l4Info(b []byte) (ip, l4 int, proto uint8, v6, ok bool) {
+	var h packet.Headers
+	if !walkIP(b, &h) {
+		return 0, 0, 0, false, false
+	}
+	return h.L3, h.L4, h.Proto, h.EthType == etherIPv6, true
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"roam/internal/packet"
 )
 
 // Helpers for the privileged tests. Each test makes its own namespaces and
@@ -301,13 +303,13 @@ func TestPrivilegedTAP(t *testing.T) {
 		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
 		copy(ip[12:], ip4B.AsSlice())
 		copy(ip[16:], ip4A.AsSlice())
-		binary.BigEndian.PutUint16(ip[10:], Checksum(ip[:20]))
+		binary.BigEndian.PutUint16(ip[10:], packet.Checksum(ip[:20], 0))
 		icmp := ip[20:]
 		icmp[0] = 8
 		binary.BigEndian.PutUint16(icmp[4:], 0x7e57)
 		binary.BigEndian.PutUint16(icmp[6:], 1)
 		copy(icmp[8:], pattern(32))
-		binary.BigEndian.PutUint16(icmp[2:], Checksum(icmp))
+		binary.BigEndian.PutUint16(icmp[2:], packet.Checksum(icmp, 0))
 		if _, err := d.Write([]Frame{frameOf(b, GSO{})}); err != nil {
 			t.Fatal(err)
 		}

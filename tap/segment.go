@@ -1,6 +1,10 @@
 package tap
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"roam/internal/packet"
+)
 
 // Segment cuts the super-frame f into ordinary frames in out, for a
 // destination that cannot take GSO, and returns how many it wrote. Each
@@ -37,7 +41,9 @@ func Segment(f *Frame, out []Frame) int {
 		}
 		return 1
 	}
-	ip, l4, proto, v6, ok := l4Info(b)
+	var h packet.Headers
+	ok := walkIP(b, &h)
+	ip, l4, proto, v6 := h.L3, h.L4, h.Proto, h.EthType == etherIPv6
 	if !ok || g.Size == 0 {
 		return 0
 	}
@@ -122,7 +128,7 @@ func segmentL4(b []byte, ip, l4 int, proto uint8, v6 bool, mss int, out []Frame)
 			binary.BigEndian.PutUint16(s[ip+2:], uint16(len(s)-ip))
 			binary.BigEndian.PutUint16(s[ip+4:], id+uint16(i))
 			s[ip+10], s[ip+11] = 0, 0
-			binary.BigEndian.PutUint16(s[ip+10:], Checksum(s[ip:l4]))
+			binary.BigEndian.PutUint16(s[ip+10:], packet.Checksum(s[ip:l4], 0))
 		}
 		var at int
 		if proto == protoTCP {
@@ -141,7 +147,7 @@ func segmentL4(b []byte, ip, l4 int, proto uint8, v6 bool, mss int, out []Frame)
 			at = l4 + 6
 		}
 		s[at], s[at+1] = 0, 0
-		c := ^csumFold(csumAdd(pseudoSum(s[ip:], v6, proto, len(s)-l4), s[l4:]))
+		c := ^packet.Fold(packet.Add(pseudoSum(s[ip:], v6, proto, len(s)-l4), s[l4:]))
 		if c == 0 && proto == protoUDP {
 			c = 0xffff
 		}
@@ -175,10 +181,10 @@ func fragmentUDP4(b []byte, ip, l4 int, size int, out []Frame) int {
 	// The UDP checksum covers the whole datagram; it goes into the first
 	// fragment, and f is left as it was.
 	s := pseudoSum(b[ip:], false, protoUDP, pl)
-	s = csumAdd(s, b[l4:l4+4])
+	s = packet.Add(s, b[l4:l4+4])
 	s += uint64(pl)
-	s = csumAdd(s, b[l4+8:])
-	c := ^csumFold(s)
+	s = packet.Add(s, b[l4+8:])
+	c := ^packet.Fold(s)
 	if c == 0 {
 		c = 0xffff
 	}
@@ -201,7 +207,7 @@ func fragmentUDP4(b []byte, ip, l4 int, size int, out []Frame) int {
 			binary.BigEndian.PutUint16(s[l4+6:], c)
 		}
 		s[ip+10], s[ip+11] = 0, 0
-		binary.BigEndian.PutUint16(s[ip+10:], Checksum(s[ip:l4]))
+		binary.BigEndian.PutUint16(s[ip+10:], packet.Checksum(s[ip:l4], 0))
 	}
 	return n
 }

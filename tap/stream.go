@@ -90,7 +90,7 @@ func OpenStream(path string) (*Stream, error) {
 	}
 	ln.SetUnlinkOnClose(true)
 	s := &Stream{
-		name:  "stream:" + path,
+		name:  Spec{Kind: KindStream, Path: path}.String(),
 		path:  path,
 		ln:    ln,
 		ready: make(chan struct{}, 1),

@@ -77,13 +77,13 @@ const (
 // own) with opts.Queues queues and applies opts.MAC, opts.MTU and opts.Up to
 // it.
 func OpenDevice(ifname, ns string, opts Options) (*Device, error) {
-	return openDevice(Spec{Kind: KindTAP, IfName: ifname, Netns: ns}, opts)
+	return openDevice(Spec{Kind: KindTAP, Name: ifname, Netns: ns}, opts)
 }
 
 func openTAP(s Spec, opts Options) (Port, error) { return openDevice(s, opts) }
 
 func openDevice(s Spec, opts Options) (*Device, error) {
-	if err := checkIfName(s.IfName); err != nil {
+	if err := s.Check(); err != nil {
 		return nil, err
 	}
 	nq := max(opts.Queues, 1)
@@ -104,7 +104,7 @@ func openDevice(s Spec, opts Options) (*Device, error) {
 		}
 		d.ctl = ctl
 		for i := 0; i < nq; i++ {
-			fd, uso, err := openQueue(s.IfName, flags, !opts.NoOffload, !opts.NoUSO)
+			fd, uso, err := openQueue(s.Name, flags, !opts.NoOffload, !opts.NoUSO)
 			if err != nil {
 				return fmt.Errorf("queue %d: %w", i, err)
 			}
@@ -136,7 +136,7 @@ func openDevice(s Spec, opts Options) (*Device, error) {
 		d.ports = append(d.ports, q)
 	}
 	if opts.MAC != nil || opts.MTU != 0 || opts.Up {
-		if err := ConfigureLink(s.IfName, s.Netns, LinkSettings{MAC: opts.MAC, MTU: opts.MTU, Up: opts.Up}); err != nil {
+		if err := ConfigureLink(s.Name, s.Netns, LinkSettings{MAC: opts.MAC, MTU: opts.MTU, Up: opts.Up}); err != nil {
 			d.Close()
 			return nil, err
 		}
@@ -194,7 +194,7 @@ func (d *Device) USO() bool { return d.uso }
 func (d *Device) Name() string { return d.name }
 
 // IfName returns the device's interface name.
-func (d *Device) IfName() string { return d.spec.IfName }
+func (d *Device) IfName() string { return d.spec.Name }
 
 // Netns returns the namespace the device lives in ("" for roamd's own).
 func (d *Device) Netns() string { return d.spec.Netns }
@@ -218,7 +218,7 @@ func (d *Device) LinkUp() bool {
 	if !d.Operational() {
 		return false
 	}
-	ifr, err := unix.NewIfreq(d.spec.IfName)
+	ifr, err := unix.NewIfreq(d.spec.Name)
 	if err != nil {
 		return false
 	}
@@ -246,17 +246,17 @@ func (d *Device) Stats() Stats {
 
 // SetMAC gives the guest side of the device the address mac.
 func (d *Device) SetMAC(mac []byte) error {
-	return ConfigureLink(d.spec.IfName, d.spec.Netns, LinkSettings{MAC: mac})
+	return ConfigureLink(d.spec.Name, d.spec.Netns, LinkSettings{MAC: mac})
 }
 
 // SetMTU sets the guest side's MTU.
 func (d *Device) SetMTU(mtu int) error {
-	return ConfigureLink(d.spec.IfName, d.spec.Netns, LinkSettings{MTU: mtu})
+	return ConfigureLink(d.spec.Name, d.spec.Netns, LinkSettings{MTU: mtu})
 }
 
 // SetUp brings the guest side up or down.
 func (d *Device) SetUp(up bool) error {
-	return ConfigureLink(d.spec.IfName, d.spec.Netns, LinkSettings{Up: up, Down: !up})
+	return ConfigureLink(d.spec.Name, d.spec.Netns, LinkSettings{Up: up, Down: !up})
 }
 
 // Close implements Port: it closes every queue, which removes the device.

@@ -64,13 +64,13 @@ const tunOffset = ethHdrLen
 
 // OpenTUN creates the TUN device ifname in namespace ns ("" for roamd's own).
 func OpenTUN(ifname, ns string, opts Options) (*TUN, error) {
-	return openTUNSpec(Spec{Kind: KindTUN, IfName: ifname, Netns: ns}, opts)
+	return openTUNSpec(Spec{Kind: KindTUN, Name: ifname, Netns: ns}, opts)
 }
 
 func openTUN(s Spec, opts Options) (Port, error) { return openTUNSpec(s, opts) }
 
 func openTUNSpec(s Spec, opts Options) (*TUN, error) {
-	if err := checkIfName(s.IfName); err != nil {
+	if err := s.Check(); err != nil {
 		return nil, err
 	}
 	mtu := opts.MTU
@@ -82,16 +82,16 @@ func openTUNSpec(s Spec, opts Options) (*TUN, error) {
 	// watches the right namespace.
 	err := InNetns(s.Netns, func() error {
 		var err error
-		t.dev, err = wgtun.CreateTUN(s.IfName, mtu)
+		t.dev, err = wgtun.CreateTUN(s.Name, mtu)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create tun %s: %w", s.IfName, err)
+		return nil, fmt.Errorf("create tun %s: %w", s.Name, err)
 	}
 	t.events.Add(1)
 	go t.watch()
 	if opts.Up {
-		if err := ConfigureLink(s.IfName, s.Netns, LinkSettings{Up: true}); err != nil {
+		if err := ConfigureLink(s.Name, s.Netns, LinkSettings{Up: true}); err != nil {
 			t.Close()
 			return nil, err
 		}

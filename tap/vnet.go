@@ -1,6 +1,10 @@
 package tap
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"roam/internal/packet"
+)
 
 // GSOUDPL4 is virtio's VIRTIO_NET_HDR_GSO_UDP_L4 (USO, Linux 6.2+): a UDP
 // super-frame whose payload is cut into datagrams of GSO.Size bytes, each with
@@ -26,48 +30,22 @@ const (
 
 const (
 	ethHdrLen  = 14
-	etherIPv4  = 0x0800
-	etherIPv6  = 0x86dd
-	etherVLAN  = 0x8100
+	etherIPv4  = packet.EtherTypeIPv4
+	etherIPv6  = packet.EtherTypeIPv6
+	etherVLAN  = packet.EtherTypeVLAN
 	protoTCP   = 6
 	protoUDP   = 17
-	ipv6HdrLen = 40
+	ipv6HdrLen = packet.IPv6Len
 )
 
-// l4Info locates the IP and L4 headers of an Ethernet frame: ip is the offset
-// of the IP header, l4 of the L4 header, proto the L4 protocol. ok is false
-// for anything but IPv4 or IPv6 (at most one VLAN tag, no IPv6 extension
-// headers) whose headers fit b.
-func l4Info(b []byte) (ip, l4 int, proto uint8, v6, ok bool) {
-	if len(b) < ethHdrLen {
-		return
-	}
-	ip = ethHdrLen
-	et := binary.BigEndian.Uint16(b[12:])
-	if et == etherVLAN {
-		if len(b) < ethHdrLen+4 {
-			return
-		}
-		et = binary.BigEndian.Uint16(b[16:])
-		ip += 4
-	}
-	switch et {
-	case etherIPv4:
-		if len(b) < ip+20 || b[ip]>>4 != 4 {
-			return
-		}
-		ihl := int(b[ip]&0xf) * 4
-		if ihl < 20 || len(b) < ip+ihl {
-			return
-		}
-		return ip, ip + ihl, b[ip+9], false, true
-	case etherIPv6:
-		if len(b) < ip+ipv6HdrLen || b[ip]>>4 != 6 {
-			return
-		}
-		return ip, ip + ipv6HdrLen, b[ip+6], true, true
-	}
-	return
+// walkIP walks b with packet.Walk and reports whether it is IPv4 or IPv6
+// (at most one 802.1Q tag, no IPv6 extension headers) whose IP header fits:
+// h.L3 is then the offset of the IP header, h.L4 of the L4 header, h.Proto
+// the L4 protocol.
+func walkIP(b []byte, h *packet.Headers) bool {
+	// Of the TPIDs Walk knows (0x8100, 0x88a8, 0x9100) only 802.1Q's starts
+	// with 0x81.
+	return packet.Walk(b, 1, h) && h.L4 != 0 && (h.Tags == 0 || b[12] == etherVLAN>>8)
 }
 
 // l4HdrLen returns the length of the TCP or UDP header at b[l4:], or 0 when
@@ -118,7 +96,9 @@ func decodeVnetHdr(h, b []byte, g *GSO) DropReason {
 	}
 	g.Type = typ
 	g.Size = binary.LittleEndian.Uint16(h[4:])
-	_, l4, proto, v6, ok := l4Info(b)
+	var hd packet.Headers
+	ok := walkIP(b, &hd)
+	l4, proto, v6 := hd.L4, hd.Proto, hd.EthType == etherIPv6
 	if !ok || g.Size == 0 || (v6 != (typ == GSOTCPv6) && typ != GSOUDPL4 && typ != GSOUDP) {
 		*g = GSO{}
 		return DropBadVnetHdr
@@ -193,12 +173,14 @@ func protoOf(gsoType uint8) uint8 {
 // NeedsCsum, CsumStart and CsumOffset. It returns false for a frame it cannot
 // parse.
 func setPartial(b []byte, g *GSO) bool {
-	ip, l4, proto, v6, ok := l4Info(b)
+	var h packet.Headers
+	ok := walkIP(b, &h)
+	ip, l4, proto, v6 := h.L3, h.L4, h.Proto, h.EthType == etherIPv6
 	if !ok || (proto != protoTCP && proto != protoUDP) || l4HdrLen(b, l4, proto) == 0 {
 		return false
 	}
 	off := csumOffset(proto)
-	binary.BigEndian.PutUint16(b[l4+int(off):], csumFold(pseudoSum(b[ip:], v6, proto, len(b)-l4)))
+	binary.BigEndian.PutUint16(b[l4+int(off):], packet.Fold(pseudoSum(b[ip:], v6, proto, len(b)-l4)))
 	g.NeedsCsum = true
 	g.CsumStart = uint16(l4)
 	g.CsumOffset = off

@@ -477,7 +477,7 @@ func (x *ctl) conntrackCmd() *cli.Command {
 		Name:  "conntrack",
 		Usage: "connection tracking entries",
 		Subcommands: []*cli.Command{
-			{Name: "list", Usage: "list tracked flows", Flags: flags, Action: func(c *cli.Context) error {
+			{Name: "list", Usage: "list tracked flows (a non-administrator: of its records)", Flags: flags, Action: func(c *cli.Context) error {
 				return call[[]api.Flow](x, get, "/v1/conntrack"+eniQuery(c), nil)
 			}},
 			{Name: "flush", Usage: "remove tracked flows", Flags: flags, Action: func(c *cli.Context) error {
@@ -490,7 +490,7 @@ func (x *ctl) conntrackCmd() *cli.Command {
 func (x *ctl) statsCmd() *cli.Command {
 	return &cli.Command{
 		Name:  "stats",
-		Usage: "data path counters: global, or of one record",
+		Usage: "data path counters: global (a non-administrator: the sum of its records, id uid:N), or of one record",
 		Flags: []cli.Flag{&cli.StringFlag{Name: "eni"}},
 		Action: func(c *cli.Context) error {
 			return call[api.Stats](x, get, "/v1/stats"+eniQuery(c), nil)

@@ -15,7 +15,11 @@
 // changed or read (snake_case keys, an "id" on every object), and every
 // failure prints {"error": {"code": ..., "message": ...}}; the shape is
 // documented in package api, the only roam package roamctl imports. A
-// failure exits with status 1. Flags may
+// failure exits with status 1. What a command reads depends on who runs
+// it: an administrator (root, or the uid roamd runs as) reads everything,
+// another uid its own records (owned or granted) and what hangs off them
+// (conntrack list, stats, events); see package control, "Authorization".
+// Flags may
 // follow positional arguments. "roamctl completion bash" prints a completion
 // script.
 package main

@@ -117,14 +117,14 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 	ipCmd(t, lab, "-n", pubNS, "addr", "add", "198.51.100.200/24", "dev", "up0")
 	ipCmd(t, lab, "-n", pubNS, "link", "set", "up0", "up")
 	sn := d.ok("subnet", "create", "10.0.0.0/24")
-	var guests [2]string
+	var guests, recs [2]string
 	for i, ns := range []string{vm1NS, vm2NS} {
 		name := fmt.Sprintf("vm%d", i+1)
 		d.ok("instance", "create", name, "--port", "tap:eth0@"+ns)
 		e := d.ok("eni", "create", "--subnet", sn["id"].(string))
 		d.ok("eni", "attach", e["id"].(string), "--instance", name)
 		ip := e["private_ips"].([]any)[0].(string)
-		guests[i] = ip
+		guests[i], recs[i] = ip, e["id"].(string)
 		ipCmd(t, lab, "-n", ns, "addr", "add", ip+"/24", "dev", "eth0")
 		ipCmd(t, lab, "-n", ns, "link", "set", "eth0", "up")
 		ipCmd(t, lab, "-n", ns, "route", "add", "default", "via", "10.0.0.1")
@@ -201,6 +201,10 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 	}
 
 	// Handover: SIGTERM, then a new roamd on the same state directory.
+	var outBefore [2]float64
+	for i, id := range recs {
+		outBefore[i] = d.ok("stats", "--eni", id)["packets_out"].(float64)
+	}
 	seqStop := [2]uint64{streams[0].Sent(), streams[1].Sent()}
 	t0 := time.Now()
 	if err := d.stop(); err != nil {
@@ -219,6 +223,12 @@ func TestPrivilegedRestartKeepsFlows(t *testing.T) {
 	d.start()
 	down := time.Since(t0)
 	seqReady := [2]uint64{streams[0].Sent(), streams[1].Sent()}
+	// The records' counters continue where they were (issue 10, 12b).
+	for i, id := range recs {
+		if got := d.ok("stats", "--eni", id)["packets_out"].(float64); got < outBefore[i] {
+			t.Errorf("stats --eni %s after the restart: %v packets out, want at least the %v before it", id, got, outBefore[i])
+		}
+	}
 	for i := range tcps {
 		for k := 1; k <= 20; k++ {
 			if err := tcpRound(tcps[i], k); err != nil {

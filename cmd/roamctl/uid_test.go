@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,6 +92,47 @@ func TestPrivilegedTwoUIDs(t *testing.T) {
 		}
 		if !seen[nobody] {
 			t.Errorf("no ReassignNetworkInterface by uid %d in the audit log", nobody)
+		}
+	})
+	t.Run("nobody reads only what it owns or was granted", func(t *testing.T) {
+		hidden := d.ok("eni", "create", "--subnet", sub)["id"].(string)
+		asNobody := func(args ...string) (string, result) {
+			r := d.ctl(nobody, args...)
+			var m map[string]any
+			json.Unmarshal([]byte(r.stdout), &m)
+			code, _ := field(m, "error", "code").(string)
+			return code, r
+		}
+		r := d.ctl(nobody, "eni", "list")
+		var l []map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &l); err != nil || r.code != 0 {
+			t.Fatalf("eni list: exit %d %s", r.code, r.stdout)
+		}
+		var ids []string
+		for _, e := range l {
+			ids = append(ids, e["id"].(string))
+		}
+		if want := []string{mine, rootENI}; !slices.Equal(ids, slices.Sorted(slices.Values(want))) {
+			t.Errorf("eni list as nobody: %v, want its own and the one it may attach %v", ids, want)
+		}
+		for _, args := range [][]string{{"eni", "show", hidden}, {"stats", "--eni", hidden}, {"conntrack", "list", "--eni", hidden}} {
+			if code, r := asNobody(args...); code != "NotFound" {
+				t.Errorf("%v as nobody: exit %d %s, want NotFound", args, r.code, r.stdout)
+			}
+		}
+		if _, r := asNobody("stats"); !strings.Contains(r.stdout, `"uid:65534"`) {
+			t.Errorf("stats as nobody: %s, want the sum of its records (uid:65534)", r.stdout)
+		}
+		r = d.ctl(nobody, "events", "--limit", "1000")
+		var evs []map[string]any
+		json.Unmarshal([]byte(r.stdout), &evs)
+		if len(evs) == 0 {
+			t.Errorf("events as nobody: %s, want its own", r.stdout)
+		}
+		for _, e := range evs {
+			if e["target"] == hidden || e["uid"].(float64) != nobody && e["target"] != rootENI && e["target"] != mine {
+				t.Errorf("events as nobody include %v", e)
+			}
 		}
 	})
 	t.Run("a uid outside the group cannot connect", func(t *testing.T) {

@@ -6,6 +6,7 @@
 //	      [--uplink SPEC] [--public-cidr CIDR] [--public-ip IP] [--upstream IP|MAC]
 //	      [--metrics ADDR] [--log-level LEVEL] [--log-format text|json]
 //	      [--ports drivers|memory] [--no-sync] [--keep-flows=false]
+//	      [--filtering MODE] [--mss-clamp BYTES]
 //	      [--store bolt|etcd] [--etcd-endpoints URL[,URL...]] [--etcd-prefix PREFIX]
 //
 // Configuration comes from flags and, with --config FILE, from a file with
@@ -25,7 +26,8 @@
 // --etcd-prefix, default /roam/) is parsed and checked but not wired to the
 // service yet: roamd refuses to start with it.
 //
-// The socket gets mode 0660 and the group --socket-group (default "roam")
+// Root and the uid roamd runs as administer it (a user may run roamd
+// --ports memory without root and manage it with roamctl). The socket gets mode 0660 and the group --socket-group (default "roam")
 // when that group exists, so that its members can use roamctl; otherwise
 // only root can. SIGHUP re-reads the file and applies the log level and the
 // public side (public-cidr, public-ip, upstream) in place; the other keys

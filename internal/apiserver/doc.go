@@ -9,7 +9,10 @@
 //   - Every connection is identified before any request is read: NewServer
 //     reads the peer's uid with SO_PEERCRED (PeerPrincipal) and carries it
 //     in the request context (WithPrincipal); a request without one is
-//     refused with Unauthorized. Authorization itself is control's.
+//     refused with Unauthorized. The uids NewServer is given as admins
+//     (the daemon gives its own) are administrators (Principal.Admin).
+//     Authorization itself is control's: a write calls the service as the
+//     caller, a read goes through the caller's control.Scope.
 //   - Bodies are bounded (1 MiB), decoded strictly (unknown fields and
 //     wrong types are InvalidParameter naming the field), and a refused
 //     request changes nothing (FuzzAPIRequest).

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,8 +118,11 @@ func GroupID(name string) int {
 }
 
 // NewServer returns the HTTP server of the control API. Every connection is
-// identified by SO_PEERCRED before any request is read.
-func NewServer(h http.Handler, log *slog.Logger) *http.Server {
+// identified by SO_PEERCRED before any request is read. The uids in admins
+// administer roamd as root does (control.Principal.Admin): the daemon
+// passes the uid it runs as, so that roamd started by a user without root
+// is administered by that user.
+func NewServer(h http.Handler, log *slog.Logger, admins ...uint32) *http.Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -132,6 +136,7 @@ func NewServer(h http.Handler, log *slog.Logger) *http.Server {
 				log.Warn("control connection without credentials", "err", err)
 				return ctx
 			}
+			p.Admin = slices.Contains(admins, p.UID)
 			return WithPrincipal(ctx, p)
 		},
 	}
@@ -166,8 +171,8 @@ type none struct{}
 func (a *API) routes() {
 	s := a.svc
 	m := a.mux
-	m.HandleFunc("GET /v1/subnets", read(func(r *http.Request) (any, error) { return s.Subnets(), nil }))
-	m.HandleFunc("GET /v1/subnets/{id}", read(func(r *http.Request) (any, error) { return s.Subnet(r.PathValue("id")) }))
+	m.HandleFunc("GET /v1/subnets", a.read(func(_ control.Scope, r *http.Request) (any, error) { return s.Subnets(), nil }))
+	m.HandleFunc("GET /v1/subnets/{id}", a.read(func(_ control.Scope, r *http.Request) (any, error) { return s.Subnet(r.PathValue("id")) }))
 	m.HandleFunc("POST /v1/subnets", post(func(p control.Principal, r *http.Request, in api.CreateSubnetInput) (any, error) {
 		return s.CreateSubnet(p, in)
 	}))
@@ -175,8 +180,8 @@ func (a *API) routes() {
 		return s.DeleteSubnet(p, r.PathValue("id"))
 	}))
 
-	m.HandleFunc("GET /v1/security-groups", read(func(r *http.Request) (any, error) { return s.Groups(), nil }))
-	m.HandleFunc("GET /v1/security-groups/{id}", read(func(r *http.Request) (any, error) { return s.Group(r.PathValue("id")) }))
+	m.HandleFunc("GET /v1/security-groups", a.read(func(_ control.Scope, r *http.Request) (any, error) { return s.Groups(), nil }))
+	m.HandleFunc("GET /v1/security-groups/{id}", a.read(func(_ control.Scope, r *http.Request) (any, error) { return s.Group(r.PathValue("id")) }))
 	m.HandleFunc("POST /v1/security-groups", post(func(p control.Principal, r *http.Request, in api.CreateGroupInput) (any, error) {
 		return s.CreateGroup(p, in)
 	}))
@@ -190,8 +195,8 @@ func (a *API) routes() {
 		return s.RemoveRule(p, r.PathValue("id"), r.PathValue("rule"))
 	}))
 
-	m.HandleFunc("GET /v1/instances", read(func(r *http.Request) (any, error) { return s.Instances(), nil }))
-	m.HandleFunc("GET /v1/instances/{name}", read(func(r *http.Request) (any, error) { return s.Instance(r.PathValue("name")) }))
+	m.HandleFunc("GET /v1/instances", a.read(func(sc control.Scope, r *http.Request) (any, error) { return sc.Instances(), nil }))
+	m.HandleFunc("GET /v1/instances/{name}", a.read(func(sc control.Scope, r *http.Request) (any, error) { return sc.Instance(r.PathValue("name")) }))
 	m.HandleFunc("POST /v1/instances", post(func(p control.Principal, r *http.Request, in api.CreateInstanceInput) (any, error) {
 		return s.CreateInstance(p, in)
 	}))
@@ -199,12 +204,12 @@ func (a *API) routes() {
 		return s.TerminateInstance(p, r.PathValue("name"))
 	}))
 
-	m.HandleFunc("GET /v1/enis", read(func(r *http.Request) (any, error) {
+	m.HandleFunc("GET /v1/enis", a.read(func(sc control.Scope, r *http.Request) (any, error) {
 		q := r.URL.Query()
-		return s.ENIs(control.ENIFilter{Instance: q.Get("instance_id"), Subnet: q.Get("subnet_id"), PrivateIP: q.Get("private_ip"),
+		return sc.ENIs(control.ENIFilter{Instance: q.Get("instance_id"), Subnet: q.Get("subnet_id"), PrivateIP: q.Get("private_ip"),
 			PublicIP: q.Get("public_ip"), Status: q.Get("status"), Group: q.Get("group")})
 	}))
-	m.HandleFunc("GET /v1/enis/{id}", read(func(r *http.Request) (any, error) { return s.ENI(r.PathValue("id")) }))
+	m.HandleFunc("GET /v1/enis/{id}", a.read(func(sc control.Scope, r *http.Request) (any, error) { return sc.ENI(r.PathValue("id")) }))
 	m.HandleFunc("POST /v1/enis", post(func(p control.Principal, r *http.Request, in api.CreateENIInput) (any, error) {
 		return s.CreateENI(p, in)
 	}))
@@ -239,8 +244,8 @@ func (a *API) routes() {
 		return s.ReassignIP(p, r.PathValue("ip"), in)
 	}))
 
-	m.HandleFunc("GET /v1/eips", read(func(r *http.Request) (any, error) { return s.Addresses(), nil }))
-	m.HandleFunc("GET /v1/eips/{ref}", read(func(r *http.Request) (any, error) { return s.Address(r.PathValue("ref")) }))
+	m.HandleFunc("GET /v1/eips", a.read(func(sc control.Scope, r *http.Request) (any, error) { return sc.Addresses(), nil }))
+	m.HandleFunc("GET /v1/eips/{ref}", a.read(func(sc control.Scope, r *http.Request) (any, error) { return sc.Address(r.PathValue("ref")) }))
 	m.HandleFunc("POST /v1/eips", post(func(p control.Principal, r *http.Request, in api.AllocateInput) (any, error) {
 		return s.Allocate(p, in)
 	}))
@@ -254,7 +259,7 @@ func (a *API) routes() {
 		return s.Disassociate(p, r.PathValue("ref"))
 	}))
 
-	m.HandleFunc("GET /v1/events", read(func(r *http.Request) (any, error) {
+	m.HandleFunc("GET /v1/events", a.read(func(sc control.Scope, r *http.Request) (any, error) {
 		after, err := queryInt(r, "after", 0)
 		if err != nil {
 			return nil, err
@@ -263,21 +268,18 @@ func (a *API) routes() {
 		if err != nil {
 			return nil, err
 		}
-		return s.Events(uint64(after), int(limit))
+		return sc.Events(uint64(after), int(limit))
 	}))
-	m.HandleFunc("GET /v1/state", read(func(r *http.Request) (any, error) { return s.Dump(), nil }))
+	m.HandleFunc("GET /v1/state", a.read(func(sc control.Scope, r *http.Request) (any, error) { return sc.Dump(), nil }))
 
-	m.HandleFunc("GET /v1/conntrack", read(func(r *http.Request) (any, error) {
+	m.HandleFunc("GET /v1/conntrack", a.read(func(sc control.Scope, r *http.Request) (any, error) {
 		if a.insp == nil {
 			return nil, errorf(api.CodeIncorrectState, "the data path does not expose conntrack")
 		}
-		id := r.URL.Query().Get("eni_id")
-		if id != "" {
-			if _, err := s.ENI(id); err != nil {
-				return nil, err
-			}
+		flows, err := sc.Flows(a.insp, r.URL.Query().Get("eni_id"))
+		if err != nil {
+			return nil, err
 		}
-		flows := a.insp.Flows(id)
 		if flows == nil {
 			flows = []api.Flow{}
 		}
@@ -290,17 +292,11 @@ func (a *API) routes() {
 		id := r.URL.Query().Get("eni_id")
 		return s.FlushFlows(p, id, a.insp)
 	}))
-	m.HandleFunc("GET /v1/stats", read(func(r *http.Request) (any, error) {
+	m.HandleFunc("GET /v1/stats", a.read(func(sc control.Scope, r *http.Request) (any, error) {
 		if a.insp == nil {
 			return nil, errorf(api.CodeIncorrectState, "the data path does not expose counters")
 		}
-		id := r.URL.Query().Get("eni_id")
-		if id != "" {
-			if _, err := s.ENI(id); err != nil {
-				return nil, err
-			}
-		}
-		return a.insp.Stats(id), nil
+		return sc.Stats(a.insp, r.URL.Query().Get("eni_id"))
 	}))
 	m.HandleFunc("GET /v1/capture", func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := PrincipalFrom(r.Context()); !ok {
@@ -369,13 +365,15 @@ func queryInt(r *http.Request, key string, def int64) (int64, error) {
 	return n, nil
 }
 
-func read(fn func(r *http.Request) (any, error)) http.HandlerFunc {
+// read serves a read: fn gets the state as the caller may read it.
+func (a *API) read(fn func(sc control.Scope, r *http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := PrincipalFrom(r.Context()); !ok {
+		p, ok := PrincipalFrom(r.Context())
+		if !ok {
 			writeError(w, errorf(api.CodeUnauthorized, "the caller's credentials could not be read"))
 			return
 		}
-		v, err := fn(r)
+		v, err := fn(a.svc.As(p), r)
 		if err != nil {
 			writeError(w, err)
 			return

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"roam/api"
@@ -39,6 +40,11 @@ type Config struct {
 	// the remote addresses it sent to, FilteringEndpointIndependent from
 	// any remote.
 	Filtering string
+	// MSSClamp (mss-clamp) lowers the MSS option of every TCP SYN roam
+	// forwards to at most this value (0, the default, leaves SYNs as they
+	// are): for paths whose MTU is below what the guests believe, where
+	// fragmentation-needed does not get through.
+	MSSClamp uint16
 	// Store (store) is where the objects live: StoreBolt (the default,
 	// state.db in StateDir, one host) or StoreEtcd (etcd at
 	// EtcdEndpoints under EtcdPrefix, shared by every roamd of a cluster).
@@ -46,6 +52,13 @@ type Config struct {
 	EtcdEndpoints []string // etcd-endpoints: client URLs, comma-separated
 	EtcdPrefix    string   // etcd-prefix: every key of the store starts with it
 }
+
+// MSS clamp bounds: Linux's TCP_MIN_MSS, and the largest MSS an IPv4
+// datagram can carry.
+const (
+	MinMSSClamp = 88
+	MaxMSSClamp = 65495
+)
 
 // Values of the store key.
 const (
@@ -66,7 +79,7 @@ const (
 // SwitchOptions returns the data path options the config asks for.
 func (c Config) SwitchOptions() vswitch.Options {
 	return vswitch.Options{EndpointIndependentFiltering: c.Filtering == FilteringEndpointIndependent,
-		AddressDependentFiltering: c.Filtering == FilteringAddressDependent}
+		AddressDependentFiltering: c.Filtering == FilteringAddressDependent, MSS: c.MSSClamp}
 }
 
 // DefaultConfig returns the defaults of DESIGN.md.
@@ -76,7 +89,7 @@ func DefaultConfig() Config {
 }
 
 // ConfigKeys are the keys a config file may set, as the flags are named.
-var ConfigKeys = []string{"state-dir", "socket", "socket-group", "uplink", "public-cidr", "public-ip", "upstream", "metrics", "log-level", "no-sync", "ports", "keep-flows", "filtering", "store", "etcd-endpoints", "etcd-prefix"}
+var ConfigKeys = []string{"state-dir", "socket", "socket-group", "uplink", "public-cidr", "public-ip", "upstream", "metrics", "log-level", "no-sync", "ports", "keep-flows", "filtering", "mss-clamp", "store", "etcd-endpoints", "etcd-prefix"}
 
 // Values of the ports key.
 const (
@@ -97,6 +110,12 @@ func (c *Config) Set(key, value string) error {
 			return invalid("filtering", value, "want "+FilteringAddressPortDependent+", "+FilteringAddressDependent+" or "+FilteringEndpointIndependent)
 		}
 		c.Filtering = value
+	case "mss-clamp":
+		n, err := strconv.ParseUint(value, 10, 16)
+		if err != nil || n != 0 && (n < MinMSSClamp || n > MaxMSSClamp) {
+			return invalid("mss-clamp", value, fmt.Sprintf("want 0 (off) or %d to %d bytes", MinMSSClamp, MaxMSSClamp))
+		}
+		c.MSSClamp = uint16(n)
 	case "store":
 		if value != StoreBolt && value != StoreEtcd {
 			return invalid("store", value, "want "+StoreBolt+" or "+StoreEtcd)

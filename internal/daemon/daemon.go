@@ -56,6 +56,7 @@ type Daemon struct {
 	srv     *http.Server
 	ln      net.Listener
 	msrv    *http.Server
+	maddr   string
 	errc    chan error
 	stop    chan struct{}
 	stopped sync.WaitGroup
@@ -111,6 +112,7 @@ func Start(cfg Config, o Options) (*Daemon, error) {
 	}
 	d.Service = svc
 	d.restoreFlows()
+	d.restoreCounters()
 	d.Switch.Start()
 	d.API = apiserver.New(svc, SwitchInspector{Switch: d.Switch}, hub, d.log)
 	gid := -1
@@ -126,7 +128,9 @@ func Start(cfg Config, o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.ln = ln
-	d.srv = apiserver.NewServer(d.API, d.log)
+	// The uid roamd runs as administers it, as root does: a user trying
+	// roamd --ports memory without root manages what they started.
+	d.srv = apiserver.NewServer(d.API, d.log, uint32(os.Geteuid()))
 	if cfg.Metrics != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -147,7 +151,8 @@ func Start(cfg Config, o Options) (*Daemon, error) {
 				d.errc <- fmt.Errorf("metrics: %w", err)
 			}
 		}()
-		d.log.Info("metrics", "addr", mln.Addr().String())
+		d.maddr = mln.Addr().String()
+		d.log.Info("metrics", "addr", d.maddr)
 	}
 	d.stopped.Add(1)
 	go d.expire()
@@ -159,7 +164,7 @@ func Start(cfg Config, o Options) (*Daemon, error) {
 		}
 	}()
 	d.log.Info("roamd ready", "socket", cfg.Socket, "state_dir", cfg.StateDir, "uplink", gw.Uplink,
-		"public_cidr", cfg.PublicCIDR, "public_ip", cfg.PublicIP)
+		"public_cidr", cfg.PublicCIDR, "public_ip", cfg.PublicIP, "admin_uid", os.Geteuid())
 	return d, nil
 }
 
@@ -178,6 +183,10 @@ func (d *Daemon) expire() {
 	}
 }
 
+// MetricsAddr returns the address the metrics endpoint listens on ("" when
+// there is none): with metrics = 127.0.0.1:0, the port the kernel chose.
+func (d *Daemon) MetricsAddr() string { return d.maddr }
+
 // Errors delivers a fatal serving error.
 func (d *Daemon) Errors() <-chan error { return d.errc }
 
@@ -193,7 +202,8 @@ func (d *Daemon) Reload(cfg Config) error {
 		name     string
 		old, new string
 	}{{"state-dir", old.StateDir, cfg.StateDir}, {"socket", old.Socket, cfg.Socket}, {"uplink", old.Uplink, cfg.Uplink},
-		{"metrics", old.Metrics, cfg.Metrics}, {"socket-group", old.SocketGroup, cfg.SocketGroup}} {
+		{"metrics", old.Metrics, cfg.Metrics}, {"socket-group", old.SocketGroup, cfg.SocketGroup},
+		{"mss-clamp", fmt.Sprint(old.MSSClamp), fmt.Sprint(cfg.MSSClamp)}} {
 		if k.old != k.new {
 			restart = append(restart, k.name)
 		}
@@ -214,6 +224,7 @@ func (d *Daemon) Reload(cfg Config) error {
 		d.level.Set(level)
 	}
 	cfg.StateDir, cfg.Socket, cfg.Uplink, cfg.Metrics, cfg.SocketGroup = old.StateDir, old.Socket, old.Uplink, old.Metrics, old.SocketGroup
+	cfg.MSSClamp = old.MSSClamp
 	d.cfg = cfg
 	sort.Strings(restart)
 	if len(restart) > 0 {

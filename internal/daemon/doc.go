@@ -21,6 +21,11 @@
 //     MemoryPorts (tap/memport) with --ports memory. Every port factory is
 //     wrapped by a CaptureHub, which copies frames to capture sessions at
 //     the cost of one atomic load per batch when there is none.
+//   - The uid roamd runs as administers it, as uid 0 does (passed to
+//     apiserver.NewServer): a user running roamd --ports memory without
+//     root manages what they started; the audit log names the real uid.
+//   - mss-clamp (Config.MSSClamp, 0 = off) is the switch's MSS clamp on
+//     forwarded SYNs; it takes effect at start.
 //   - Metrics (metrics.go) count operations and latencies (fed by
 //     control.Options.Observe) and read the service's Census and the
 //     switch's counters at scrape time.
@@ -42,14 +47,19 @@
 //  4. the table is written to FlowsFile (flows.snap) in the state
 //     directory: tmp file, fsync, rename. The format (vswitch.ExportFlows,
 //     nat.Snapshot) is versioned and checksummed, and names each flow's
-//     record by ID, since owner slots are numbered per process.
+//     record by ID, since owner slots are numbered per process;
+//  5. every record's counters (packets and bytes in and out, drops by
+//     reason) are written to CountersFile (counters.snap), the daemon's
+//     own JSON file keyed by record ID, the same way.
 //
 // The next roamd, the same binary or a new one, opens the store, reopens
 // the ports (TUNSETIFF attaches to the persistent devices), imports
-// flows.snap and removes it, clears the devices' persistence, and only then
-// starts reading frames. A snapshot that is corrupt, truncated or of
-// another version is refused with an error in the log, and roamd starts
-// with an empty table; flows that expired while roamd was down are not
+// flows.snap and removes it, adds counters.snap to the counters of the
+// records that still exist and removes it, clears the devices'
+// persistence, and only then starts reading frames. A snapshot that is
+// corrupt, truncated or of another version is refused with an error in the
+// log, and roamd starts with an empty table (counters.snap: its counters
+// start over); flows that expired while roamd was down are not
 // imported. After kill -9 there is no snapshot: the devices go with the
 // process and the table starts empty (the state in the store is intact).
 // netdev: ports are existing links and are kept as they are; stream: ports

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,7 +17,8 @@ const FlowsFile = "flows.snap"
 // Handover stops roamd for a graceful restart or upgrade, keeping every
 // flow: it stops serving the API, makes the TAP devices persistent, stops
 // the data path, writes the conntrack table (flows, NAT bindings, PAT
-// ports on hold) to FlowsFile in the state directory, and closes the rest.
+// ports on hold) to FlowsFile and the records' counters to CountersFile in
+// the state directory, and closes the rest.
 // The next roamd on the same state directory reattaches to the devices and
 // imports the flows before it reads a frame (see Start).
 func (d *Daemon) Handover(ctx context.Context) error {
@@ -37,23 +39,43 @@ func (d *Daemon) Handover(ctx context.Context) error {
 			first = err
 		}
 	}
+	nc, err := d.writeCounters()
+	if err != nil {
+		d.log.Error("counter snapshot not written: the records' counters start over", "err", err)
+		if first == nil {
+			first = err
+		}
+	}
 	if err := d.store.Close(); err != nil && first == nil {
 		first = err
 	}
-	d.log.Info("roamd stopped for a restart; flows kept", "flows", n, "devices_kept", kept,
+	d.log.Info("roamd stopped for a restart; flows kept", "flows", n, "devices_kept", kept, "record_counters", nc,
 		"data_path_stopped_at", stopped.UTC().Format(time.RFC3339Nano))
 	return first
 }
 
-// writeFlows writes the switch's flows to FlowsFile atomically (a temporary
-// file, fsync, rename).
+// writeFlows writes the switch's flows to FlowsFile atomically.
 func (d *Daemon) writeFlows() (int, error) {
-	path := filepath.Join(d.cfg.StateDir, FlowsFile)
-	f, err := os.CreateTemp(d.cfg.StateDir, FlowsFile+".tmp*")
+	var n int
+	err := d.writeStateFile(FlowsFile, func(w io.Writer) (err error) {
+		n, err = d.Switch.ExportFlows(w)
+		return err
+	})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("flow snapshot: %w", err)
 	}
-	n, err := d.Switch.ExportFlows(f)
+	return n, nil
+}
+
+// writeStateFile writes the file name of the state directory atomically
+// (a temporary file, fsync, rename) with what write writes.
+func (d *Daemon) writeStateFile(name string, write func(io.Writer) error) error {
+	path := filepath.Join(d.cfg.StateDir, name)
+	f, err := os.CreateTemp(d.cfg.StateDir, name+".tmp*")
+	if err != nil {
+		return err
+	}
+	err = write(f)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -65,9 +87,9 @@ func (d *Daemon) writeFlows() (int, error) {
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return 0, fmt.Errorf("flow snapshot %s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	return n, nil
+	return nil
 }
 
 // restoreFlows imports FlowsFile, if a graceful restart left one, and

@@ -1,12 +1,40 @@
 package packet
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // Sum adds b to the one's-complement running sum initial and returns the
 // folded 16-bit sum (not complemented). An odd trailing byte is padded with
 // zero, as RFC 1071 asks.
-func Sum(b []byte, initial uint32) uint16 {
-	s := uint64(initial)
+func Sum(b []byte, initial uint32) uint16 { return Fold(Add(uint64(initial), b)) }
+
+// Add adds b to the running one's-complement sum s as a sequence of
+// big-endian 16-bit words (an odd trailing byte is padded with zero) and
+// returns the new running sum, carried in 64 bits and folded only by Fold.
+// Every b but the last given to one running sum must have an even length,
+// and s must be below 2^62: 0, a PseudoSum, or what Add returned plus a few
+// 16-bit additions.
+// It is roam's one RFC 1071 loop: 32 bytes per round with add-with-carry.
+func Add(s uint64, b []byte) uint64 {
+	if len(b) >= 32 {
+		var c uint64
+		for len(b) >= 32 {
+			s, c = bits.Add64(s, binary.BigEndian.Uint64(b), 0)
+			s, c = bits.Add64(s, binary.BigEndian.Uint64(b[8:]), c)
+			s, c = bits.Add64(s, binary.BigEndian.Uint64(b[16:]), c)
+			s, c = bits.Add64(s, binary.BigEndian.Uint64(b[24:]), c)
+			s += c
+			b = b[32:]
+		}
+		// Fold s to 33 bits, so that the at most seven 32-bit words below
+		// add without carries out of 64 bits (2^32-1 is a multiple of
+		// 0xffff: the fold keeps the sum).
+		s = (s >> 32) + (s & 0xffffffff)
+	}
+	// Under 32 bytes (a header, a tail) are added without carries: s is
+	// below 2^62, as every sum Add returns is.
 	for len(b) >= 8 {
 		s += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
 		b = b[8:]
@@ -22,6 +50,11 @@ func Sum(b []byte, initial uint32) uint16 {
 	if len(b) == 1 {
 		s += uint64(b[0]) << 8
 	}
+	return s
+}
+
+// Fold folds a 64-bit running sum to 16 bits (not complemented).
+func Fold(s uint64) uint16 {
 	for s > 0xffff {
 		s = (s >> 16) + (s & 0xffff)
 	}

@@ -41,6 +41,28 @@ func TestSum(t *testing.T) {
 	}
 }
 
+// TestChecksumLengths checks Checksum at the lengths around each step of
+// Add's loop (32, 8, 4, 2, 1 bytes), up to the largest IP datagram, on
+// random bytes and on all ones (the sum that carries most).
+func TestChecksumLengths(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 2, 3, 7, 8, 9, 31, 32, 33, 63, 64, 65, 1499, 1500, 65535} {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		if got, want := packet.Checksum(b, 0), ^packettest.Sum(b); got != want {
+			t.Errorf("len %d: got %#04x, want %#04x", n, got, want)
+		}
+		for i := range b {
+			b[i] = 0xff
+		}
+		if got, want := packet.Checksum(b, 0), ^packettest.Sum(b); got != want {
+			t.Errorf("len %d all ones: got %#04x, want %#04x", n, got, want)
+		}
+	}
+}
+
 // TestChecksumGopacket checks Checksum and PseudoSum against the checksums
 // gopacket writes into the frames it serializes.
 func TestChecksumGopacket(t *testing.T) {
@@ -144,6 +166,29 @@ func TestUpdatePartial(t *testing.T) {
 		want16 := packet.Sum(nil, uint32(ps)+uint32(n16)+uint32(^o16))
 		if got := packet.UpdatePartial16(ps, o16, n16); got != want16 && !(got == 0 && want16 == 0xffff) && !(got == 0xffff && want16 == 0) {
 			t.Fatalf("UpdatePartial16(%#x, %#x -> %#x): got %#04x, want %#04x", ps, o16, n16, got, want16)
+		}
+	}
+}
+
+// TestAddChained checks that a running sum carried across slices (even
+// lengths but the last), as tap's segmentation sums a pseudo-header and then
+// a segment, equals the sum of the whole.
+func TestAddChained(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 2, 12, 30, 32, 34, 64, 1460, 9000} {
+		for _, m := range []int{0, 1, 7, 33, 1449} {
+			a, b := make([]byte, n), make([]byte, m)
+			for i := range a {
+				a[i] = byte(r.Uint32())
+			}
+			for i := range b {
+				b[i] = 0xff ^ byte(r.Uint32()&3)
+			}
+			want := packettest.Sum(a, b)
+			got := packet.Fold(packet.Add(packet.Add(0, a), b))
+			if got != want && !(got == 0xffff && want == 0) && !(got == 0 && want == 0xffff) {
+				t.Errorf("%d+%d bytes: got %#04x, want %#04x", n, m, got, want)
+			}
 		}
 	}
 }

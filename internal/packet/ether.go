@@ -10,13 +10,14 @@ type Ethernet []byte
 
 // Ethernet sizes and EtherTypes.
 const (
-	EthernetLen   = 14
-	VLANLen       = 4
-	EtherTypeIPv4 = 0x0800
-	EtherTypeARP  = 0x0806
-	EtherTypeVLAN = 0x8100
-	EtherTypeQinQ = 0x88a8
-	EtherTypeIPv6 = 0x86dd
+	EthernetLen       = 14
+	VLANLen           = 4
+	EtherTypeIPv4     = 0x0800
+	EtherTypeARP      = 0x0806
+	EtherTypeVLAN     = 0x8100
+	EtherTypeQinQ     = 0x88a8
+	EtherTypeVLAN9100 = 0x9100 // pre-standard double tag
+	EtherTypeIPv6     = 0x86dd
 )
 
 // MAC is a hardware address as a comparable value.

@@ -98,7 +98,7 @@ func (ip IPv4) DecTTL() {
 }
 
 // ChecksumValid reports whether the header checksum verifies.
-func (ip IPv4) ChecksumValid() bool { return Sum(ip[:ip.HeaderLen()], 0) == 0xffff }
+func (ip IPv4) ChecksumValid() bool { return Fold(Add(0, ip[:ip.HeaderLen()])) == 0xffff }
 
 // ComputeChecksum recomputes the header checksum from scratch.
 func (ip IPv4) ComputeChecksum() {

@@ -80,7 +80,7 @@ func Parse(frame []byte, p *Parsed) Reason {
 	if tl > len(ip) {
 		return ReasonRunt
 	}
-	if Sum(ip[:hl], 0) != 0xffff {
+	if Fold(Add(0, ip[:hl])) != 0xffff { // Sum, one call less
 		return ReasonBadIPChecksum
 	}
 	p.End = p.L3 + tl
