@@ -60,27 +60,28 @@
 // # Store contract
 //
 // Store (store.go) is what a backend honours; BoltStore (one bbolt file,
-// one process) and MemStore (tests) do, and an etcd backend must:
+// one process), MemStore (tests) and EtcdStore (store_etcd.go over
+// internal/etcdstore: etcd, shared by several roamds) do:
 //
-//   - Generation: a number that every successful Commit increases (etcd:
-//     the revision of the cluster, or of the key prefix), never reused and
-//     never going back. Load returns every object (by bucket and key) and
-//     the generation they are at, read at one point (etcd: one range read
-//     at one revision).
+//   - Generation: a number that every successful Commit increases by one
+//     (EtcdStore: a counter key the commit's transaction compares and
+//     sets), never reused and never going back. Load returns every object
+//     (by bucket and key) and the generation they are at, read at one
+//     point (etcd: range reads at one revision).
 //   - Commit(expected, muts, ev): all or nothing, durable when it returns
-//     (etcd: a quorum write), and only if the store is still at expected —
-//     etcd: a Txn If(mod revision of the prefix == expected) Then(the puts,
-//     deletes and the audit event); otherwise nothing is written and the
-//     error wraps ErrConflict (a *ConflictError with both generations). It
-//     returns the new generation.
+//     (etcd: a quorum write), and only if the store is still at expected
+//     (EtcdStore: a Txn If(gen == expected) Then(the puts, deletes, gen,
+//     the change record and the audit event)); otherwise nothing is
+//     written and the error wraps ErrConflict (a *ConflictError with both
+//     generations). It returns the new generation.
 //   - Watch(ctx, from, fn): every change after from, in generation order,
 //     without gaps or duplicates, each with its generation, its mutations
 //     and its audit event, those already committed first, then new ones
-//     from any writer (etcd: Watch with WithRev(from+1) and WithPrevKV on
-//     the prefix, one Change per revision). When the changes after from
-//     are no longer kept (bbolt keeps the last MaxChanges commits; etcd
-//     compaction) it returns ErrCompacted and the caller reloads with
-//     Load. It ends with ctx.Err() or with fn's error.
+//     from any writer (EtcdStore: a range read of the change records after
+//     from, then an etcd watch on them from the next revision). When the
+//     changes after from are no longer kept (each backend keeps the last
+//     MaxChanges commits) it returns ErrCompacted and the caller reloads
+//     with Load. It ends with ctx.Err() or with fn's error.
 //   - AppendEvent and Events: the audit log, ids increasing.
 //
 // Every Service runs a watch loop from its state's generation (watch.go):

@@ -15,12 +15,23 @@ import (
 	"testing"
 	"time"
 
+	"roam/internal/etcdstore/etcdtest"
 	"roam/internal/qmp/qmptest"
 	vswitch "roam/switch"
 )
 
-// storeKinds runs fn on a MemStore and on a BoltStore.
+// storeKinds runs fn on a MemStore, on a BoltStore and on an EtcdStore (on
+// a real etcd server).
 func storeKinds(t *testing.T, fn func(t *testing.T, store Store)) {
+	t.Run("etcd", func(t *testing.T) {
+		srv := etcdtest.Start(t, etcdtest.Options{})
+		es, err := OpenEtcd([]string{srv.Endpoint}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { es.Close() })
+		fn(t, es)
+	})
 	t.Run("mem", func(t *testing.T) { fn(t, NewMemStore()) })
 	t.Run("bolt", func(t *testing.T) {
 		bs, err := OpenBolt(t.TempDir(), true)
@@ -132,12 +143,29 @@ func TestBoltChangeLogTrimmed(t *testing.T) {
 func peer(t *testing.T, f *fixture) (*Service, *fakeDP) {
 	t.Helper()
 	dp := newFakeDP()
-	s, err := Open(Options{Store: f.store, DataPath: deltaDP{dp}, Ports: newFakePorts(), Gateway: f.gw})
+	s, err := Open(Options{Store: otherClient(t, f.store), DataPath: deltaDP{dp}, Ports: newFakePorts(), Gateway: f.gw})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s, dp
+}
+
+// otherClient is the store as a second host sees it: for etcd a client of
+// its own on the same etcd and prefix, otherwise st itself.
+func otherClient(t *testing.T, st Store) Store {
+	switch st := st.(type) {
+	case *EtcdStore:
+		es, err := OpenEtcd(st.endpoints, st.prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { es.Close() })
+		return es
+	case *conflictCounter:
+		return &conflictCounter{Store: otherClient(t, st.Store), of: st}
+	}
+	return st
 }
 
 // storedForm is the state of s as the store holds it, and its generation.
@@ -239,13 +267,18 @@ func TestTwoServicesOneStore(t *testing.T) {
 // conflictCounter counts the commits its store refused for a conflict.
 type conflictCounter struct {
 	Store
-	n atomic.Int64
+	n  atomic.Int64
+	of *conflictCounter // the counter a second client's refusals add to
 }
 
 func (c *conflictCounter) Commit(expected uint64, muts []Mutation, ev *Event) (uint64, error) {
 	g, err := c.Store.Commit(expected, muts, ev)
 	if errors.Is(err, ErrConflict) {
-		c.n.Add(1)
+		if c.of != nil {
+			c.of.n.Add(1)
+		} else {
+			c.n.Add(1)
+		}
 	}
 	return g, err
 }

@@ -22,9 +22,11 @@
 //	log-level   = info
 //
 // --store bolt (the default) keeps the objects in state.db in the state
-// directory; --store etcd (in etcd at --etcd-endpoints, keys under
-// --etcd-prefix, default /roam/) is parsed and checked but not wired to the
-// service yet: roamd refuses to start with it.
+// directory, for this roamd alone; --store etcd keeps them in etcd at
+// --etcd-endpoints, keys under --etcd-prefix (default /roam/), shared by
+// every roamd that names the same etcd and prefix: each follows the
+// others' changes. The etcd server must accept a commit's transaction
+// (its --max-txn-ops bounds the objects one operation writes).
 //
 // Root and the uid roamd runs as administer it (a user may run roamd
 // --ports memory without root and manage it with roamctl). The socket gets mode 0660 and the group --socket-group (default "roam")

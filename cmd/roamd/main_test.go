@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"roam/api"
+	"roam/internal/etcdstore/etcdtest"
 )
 
 var roamd string
@@ -179,7 +182,7 @@ func TestDaemonRefusesBadConfig(t *testing.T) {
 		{"unknown store", []string{"--state-dir", dir, "--socket", filepath.Join(dir, "s"), "--store", "redis"}, "store"},
 		{"etcd without endpoints", []string{"--state-dir", dir, "--socket", filepath.Join(dir, "s"), "--store", "etcd"}, "etcd-endpoints"},
 		{"bad etcd endpoint", []string{"--state-dir", dir, "--socket", filepath.Join(dir, "s"), "--store", "etcd", "--etcd-endpoints", "localhost"}, "etcd-endpoints"},
-		{"etcd not wired yet", []string{"--state-dir", dir, "--socket", filepath.Join(dir, "s"), "--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379"}, "not wired"},
+		{"etcd unreachable", []string{"--state-dir", dir, "--socket", filepath.Join(dir, "s"), "--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:1"}, "etcd open at http://127.0.0.1:1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -189,5 +192,70 @@ func TestDaemonRefusesBadConfig(t *testing.T) {
 				t.Errorf("got %v %q, want exit 1 mentioning %q", err, out, tc.want)
 			}
 		})
+	}
+}
+
+// TestDaemonEtcdStore runs two roamds on one etcd (--store etcd), as two
+// hosts: what one is told, the other serves; a restarted roamd finds it
+// all again.
+func TestDaemonEtcdStore(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	dir := t.TempDir()
+	start := func(name string) (*exec.Cmd, *api.Client, *syncBuffer) {
+		sock := filepath.Join(dir, name+".sock")
+		var logs syncBuffer
+		cmd := exec.Command(roamd, "--store", "etcd", "--etcd-endpoints", srv.Endpoint, "--etcd-prefix", "/roamd-test/",
+			"--state-dir", filepath.Join(dir, name), "--socket", sock, "--socket-group", "", "--ports", "memory",
+			"--public-cidr", "198.51.100.0/24", "--public-ip", "198.51.100.1", "--uplink", "tap:up-"+name, "--keep-flows=false")
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if cmd.ProcessState == nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}
+		})
+		c := api.NewClient(sock)
+		t.Cleanup(func() { c.Close() })
+		if err := c.WaitReady(context.Background(), 10*time.Second); err != nil {
+			t.Fatalf("roamd %s not ready: %v\n%s", name, err, logs.String())
+		}
+		return cmd, c, &logs
+	}
+	subnets := func(c *api.Client) []string {
+		var sn []api.Subnet
+		if err := c.Do(context.Background(), "GET", "/v1/subnets", nil, &sn); err != nil {
+			t.Fatal(err)
+		}
+		var cidrs []string
+		for _, s := range sn {
+			cidrs = append(cidrs, s.CIDR.String())
+		}
+		sort.Strings(cidrs)
+		return cidrs
+	}
+	create := func(c *api.Client, cidr string) {
+		var sn api.Subnet
+		if err := c.Do(context.Background(), "POST", "/v1/subnets", api.CreateSubnetInput{CIDR: cidr}, &sn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmdA, a, logsA := start("a")
+	_, b, _ := start("b")
+	create(a, "10.1.0.0/24")
+	waitFor(t, "b to serve a's subnet", func() bool { return slices.Equal(subnets(b), []string{"10.1.0.0/24"}) })
+	create(b, "10.2.0.0/24")
+	waitFor(t, "a to serve b's subnet", func() bool { return slices.Equal(subnets(a), []string{"10.1.0.0/24", "10.2.0.0/24"}) })
+
+	cmdA.Process.Signal(syscall.SIGTERM)
+	if err := cmdA.Wait(); err != nil {
+		t.Fatalf("roamd a: %v\n%s", err, logsA.String())
+	}
+	create(b, "10.3.0.0/24")
+	_, a2, _ := start("a")
+	if got := subnets(a2); !slices.Equal(got, []string{"10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24"}) {
+		t.Fatalf("restarted roamd serves %v", got)
 	}
 }

@@ -52,7 +52,7 @@ type Daemon struct {
 	cfg     Config
 	log     *slog.Logger
 	level   *slog.LevelVar
-	store   *control.BoltStore
+	store   control.Store
 	srv     *http.Server
 	ln      net.Listener
 	msrv    *http.Server
@@ -92,10 +92,7 @@ func Start(cfg Config, o Options) (*Daemon, error) {
 	if err := cfg.CheckStore(); err != nil {
 		return nil, err
 	}
-	if cfg.Store == StoreEtcd {
-		return nil, errors.New("store etcd: not wired to the service yet (internal/etcdstore is built; control's adapter to it is not)")
-	}
-	store, err := control.OpenBolt(cfg.StateDir, cfg.NoSync)
+	store, err := openStore(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -187,6 +184,15 @@ func (d *Daemon) expire() {
 // there is none): with metrics = 127.0.0.1:0, the port the kernel chose.
 func (d *Daemon) MetricsAddr() string { return d.maddr }
 
+// openStore opens the store the config names: bolt in the state
+// directory, or etcd.
+func openStore(cfg Config) (control.Store, error) {
+	if cfg.Store == StoreEtcd {
+		return control.OpenEtcd(cfg.EtcdEndpoints, cfg.EtcdPrefix)
+	}
+	return control.OpenBolt(cfg.StateDir, cfg.NoSync)
+}
+
 // Errors delivers a fatal serving error.
 func (d *Daemon) Errors() <-chan error { return d.errc }
 
@@ -203,7 +209,8 @@ func (d *Daemon) Reload(cfg Config) error {
 		old, new string
 	}{{"state-dir", old.StateDir, cfg.StateDir}, {"socket", old.Socket, cfg.Socket}, {"uplink", old.Uplink, cfg.Uplink},
 		{"metrics", old.Metrics, cfg.Metrics}, {"socket-group", old.SocketGroup, cfg.SocketGroup},
-		{"mss-clamp", fmt.Sprint(old.MSSClamp), fmt.Sprint(cfg.MSSClamp)}} {
+		{"mss-clamp", fmt.Sprint(old.MSSClamp), fmt.Sprint(cfg.MSSClamp)},
+		{"store", old.Store, cfg.Store}, {"etcd-endpoints", strings.Join(old.EtcdEndpoints, ","), strings.Join(cfg.EtcdEndpoints, ",")}, {"etcd-prefix", old.EtcdPrefix, cfg.EtcdPrefix}} {
 		if k.old != k.new {
 			restart = append(restart, k.name)
 		}
@@ -225,6 +232,7 @@ func (d *Daemon) Reload(cfg Config) error {
 	}
 	cfg.StateDir, cfg.Socket, cfg.Uplink, cfg.Metrics, cfg.SocketGroup = old.StateDir, old.Socket, old.Uplink, old.Metrics, old.SocketGroup
 	cfg.MSSClamp = old.MSSClamp
+	cfg.Store, cfg.EtcdEndpoints, cfg.EtcdPrefix = old.Store, old.EtcdEndpoints, old.EtcdPrefix
 	d.cfg = cfg
 	sort.Strings(restart)
 	if len(restart) > 0 {

@@ -17,6 +17,9 @@
 //   - Shutdown stops serving (requests in progress finish), then closes the
 //     service, the switch and the store: every operation that returned was
 //     committed.
+//   - Store: control.BoltStore in the state directory by default;
+//     control.EtcdStore with store = etcd (etcd-endpoints, etcd-prefix),
+//     shared with the other roamds of a cluster.
 //   - Ports: DriverPorts (the real drivers of package tap) by default;
 //     MemoryPorts (tap/memport) with --ports memory. Every port factory is
 //     wrapped by a CaptureHub, which copies frames to capture sessions at

@@ -3,8 +3,9 @@
 // so that every roamd of a cluster commits to and watches the same state.
 // It has the semantics of control.Store (see "Store contract" in
 // control/doc.go) with its own small types, so that it does not depend on
-// control; control adapts it (Mutation converts as is, events travel as
-// JSON through EventFunc and json.RawMessage).
+// control; control.EtcdStore (control/store_etcd.go) adapts it to
+// control.Store (Mutation converts as is, events travel as JSON through
+// EventFunc and json.RawMessage).
 //
 // Invariants:
 //
