@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -27,8 +28,9 @@ var errResync = errors.New("resync")
 //
 // A lost connection to etcd is not an error: the client reconnects and
 // the watch resumes at the revision after the last one it saw. Should etcd
-// have compacted that revision meanwhile, Watch reads the change log again
-// from the last generation it delivered.
+// have compacted that revision meanwhile, or the member have lost its
+// leader, Watch reads the change log again from the last generation it
+// delivered.
 func (s *Store) Watch(ctx context.Context, from uint64, fn func(Change) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -131,12 +133,21 @@ func (s *Store) follow(ctx context.Context, from *uint64, rev int64, fn func(Cha
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	dir := s.key("changes/")
-	wch := s.cli.Watch(wctx, dir, clientv3.WithPrefix(), clientv3.WithRev(rev))
+	// A member cut off from the cluster's leader ends the watch (rather
+	// than leaving it silent); the log is read again when there is one.
+	wch := s.cli.Watch(clientv3.WithRequireLeader(wctx), dir, clientv3.WithPrefix(), clientv3.WithRev(rev))
 	for wr := range wch {
 		if wr.CompactRevision != 0 {
 			return errResync
 		}
-		if err := wr.Err(); err != nil {
+		if err := wr.Err(); errors.Is(err, rpctypes.ErrNoLeader) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+				return errResync
+			}
+		} else if err != nil {
 			return s.watchErr(ctx, err)
 		}
 		for _, ev := range wr.Events {
