@@ -21,14 +21,13 @@ import (
 // switch, n records of which half are attached, and a hot record attached
 // to vmA that benchmarks move around.
 type benchWorld struct {
-	svc      *Service
-	sw       *vswitch.Switch
-	store    *BoltStore
-	hot      string
-	hotIP    netip.Addr
-	hotMAC   net.HardwareAddr
-	dir      string
-	sinkPort bool
+	svc    *Service
+	sw     *vswitch.Switch
+	store  *BoltStore
+	hot    string
+	hotIP  netip.Addr
+	hotMAC net.HardwareAddr
+	dir    string
 }
 
 // benchPorts opens sinks (no per-frame copies) for every spec.

@@ -161,7 +161,6 @@ func (f *fakePorts) Open(spec string) (tap.Port, error) {
 }
 
 type fixture struct {
-	t     *testing.T
 	delta bool // offer the DeltaApplier fast path
 	svc   *Service
 	dp    *fakeDP

@@ -158,13 +158,3 @@ func (d *daemon) list(args ...string) []map[string]any {
 	}
 	return l
 }
-
-func (d *daemon) dump() string {
-	d.t.Helper()
-	var dump api.Dump
-	if err := d.client.Do(context.Background(), "GET", "/v1/state", nil, &dump); err != nil {
-		d.t.Fatalf("dump: %v", err)
-	}
-	b, _ := json.MarshalIndent(dump, "", " ")
-	return string(b)
-}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 )
@@ -44,7 +43,12 @@ func Build(dir string) (roamd, roamctl string, err error) {
 	}
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		// Not on PATH (sudo, a bare CI shell): the toolchain this was
+		// built with usually sits in the standard place.
+		gobin = "/usr/local/go/bin/go"
+		if g := os.Getenv("GOROOT"); g != "" {
+			gobin = filepath.Join(g, "bin", "go")
+		}
 	}
 	cmd := exec.Command(gobin, "build", "-o", dir+string(filepath.Separator), "./cmd/roamd", "./cmd/roamctl")
 	cmd.Dir = root
