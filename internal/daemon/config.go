@@ -174,8 +174,8 @@ func (c *Config) Set(key, value string) error {
 	return nil
 }
 
-// parseEndpoints parses etcd-endpoints: comma-separated http or https URLs
-// of etcd's client port (host and port, no path).
+// parseEndpoints parses etcd-endpoints: comma-separated http URLs of
+// etcd's client port (host and port, no path). TLS is not supported yet.
 func parseEndpoints(value string) ([]string, error) {
 	var eps []string
 	for _, e := range strings.Split(value, ",") {
@@ -184,8 +184,10 @@ func parseEndpoints(value string) ([]string, error) {
 		switch {
 		case e == "":
 			return nil, errors.New("want URL[,URL...], got an empty URL")
-		case err != nil || u.Scheme != "http" && u.Scheme != "https":
-			return nil, fmt.Errorf("%q is not an http:// or https:// URL", e)
+		case err == nil && u.Scheme == "https":
+			return nil, fmt.Errorf("%q: https (TLS to etcd) is not supported yet", e)
+		case err != nil || u.Scheme != "http":
+			return nil, fmt.Errorf("%q is not an http:// URL", e)
 		case u.Hostname() == "" || u.Port() == "":
 			return nil, fmt.Errorf("%q has no host:port", e)
 		case u.Path != "" && u.Path != "/", u.RawQuery != "", u.User != nil:

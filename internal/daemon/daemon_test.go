@@ -97,14 +97,15 @@ func TestStoreKeys(t *testing.T) {
 		check string // of CheckStore
 		want  func(Config) bool
 	}{
-		{"etcd with endpoints", [][2]string{{"store", "etcd"}, {"etcd-endpoints", "http://127.0.0.1:2379, https://[::1]:2379"}, {"etcd-prefix", "/cluster-a/"}}, "", "",
+		{"etcd with endpoints", [][2]string{{"store", "etcd"}, {"etcd-endpoints", "http://127.0.0.1:2379, http://[::1]:2379"}, {"etcd-prefix", "/cluster-a/"}}, "", "",
 			func(c Config) bool {
-				return c.Store == StoreEtcd && strings.Join(c.EtcdEndpoints, " ") == "http://127.0.0.1:2379 https://[::1]:2379" && c.EtcdPrefix == "/cluster-a/"
+				return c.Store == StoreEtcd && strings.Join(c.EtcdEndpoints, " ") == "http://127.0.0.1:2379 http://[::1]:2379" && c.EtcdPrefix == "/cluster-a/"
 			}},
 		{"bolt", [][2]string{{"store", "bolt"}}, "", "", func(c Config) bool { return c.Store == StoreBolt }},
 		{"unknown store", [][2]string{{"store", "redis"}}, "store", "", nil},
 		{"etcd without endpoints", [][2]string{{"store", "etcd"}}, "", "etcd-endpoints", nil},
 		{"endpoints without etcd", [][2]string{{"etcd-endpoints", "http://127.0.0.1:2379"}}, "", "etcd-endpoints", nil},
+		{"https endpoint (no TLS yet)", [][2]string{{"etcd-endpoints", "https://127.0.0.1:2379"}}, "etcd-endpoints", "", nil},
 		{"endpoint without scheme", [][2]string{{"etcd-endpoints", "127.0.0.1:2379"}}, "etcd-endpoints", "", nil},
 		{"endpoint without port", [][2]string{{"etcd-endpoints", "http://127.0.0.1"}}, "etcd-endpoints", "", nil},
 		{"endpoint with a path", [][2]string{{"etcd-endpoints", "http://127.0.0.1:2379/v3"}}, "etcd-endpoints", "", nil},
