@@ -164,8 +164,11 @@ func New(o Options) *Switch {
 	if o.DHCPRate == 0 {
 		o.DHCPRate = DefaultDHCPRate
 	}
-	if o.AddressDependentFiltering && !o.EndpointIndependentFiltering {
-		o.PAT.TrackPeers = true
+	switch {
+	case o.EndpointIndependentFiltering:
+		o.PAT.Filtering = nat.FilterEndpointIndependent
+	case o.AddressDependentFiltering:
+		o.PAT.Filtering = nat.FilterAddress
 	}
 	s := &Switch{
 		o:       o,
