@@ -47,7 +47,7 @@ func (w *worker) arp(x *pkt) {
 		}
 		if tip == rec.subnet.gateway {
 			answer = snap.gwMAC
-		} else if d := snap.private[tip]; d != nil && d.subnet == rec.subnet {
+		} else if d := snap.private.at(tip); d != nil && d.subnet == rec.subnet {
 			answer = d.mac
 		} else {
 			w.drop(packet.ReasonARPIgnored, rec)

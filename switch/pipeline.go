@@ -79,7 +79,7 @@ func (w *worker) process(in *portState, frames []tap.Frame) {
 	w.nextra = 0
 	w.in, w.idPort, w.idN, w.idOK = frames, nil, 0, true
 	b.up = in == snap.uplink && in != nil
-	b.rec = snap.ports[in]
+	b.rec = snap.ports.at(in)
 	if b.rec == nil && !b.up && snap.draining != nil { // the uplink never has a record
 		if d, ok := snap.draining[in]; ok && d.until > w.s.now().UnixNano() {
 			b.rec, b.draining = d.rec, true
@@ -261,7 +261,7 @@ func admitFromRecord(x *pkt, k nat.Tuple) packet.Reason {
 	if !allows(x.snap, x.rec.egress, &x.p, k.Dst) {
 		return packet.ReasonSGEgress
 	}
-	if d := x.snap.private[k.Dst]; d != nil && !allows(x.snap, d.ingress, &x.p, k.Src) {
+	if d := x.snap.private.at(k.Dst); d != nil && !allows(x.snap, d.ingress, &x.p, k.Src) {
 		return packet.ReasonSGIngress
 	}
 	return packet.ReasonNone
@@ -280,21 +280,21 @@ func (w *worker) newFromRecord(x *pkt, k nat.Tuple, seg *nat.Seg) nat.Verdict {
 	}
 	var d *recEntry
 	switch {
-	case snap.private[k.Dst] != nil:
-		d = snap.private[k.Dst]
+	case snap.private.at(k.Dst) != nil:
+		d = snap.private.at(k.Dst)
 	case snap.route(k.Dst) != nil:
 		d = snap.route(k.Dst)
 	case snap.subnetOf(k.Dst) != nil:
 		return nat.Verdict{Reason: packet.ReasonNoRoute}
 	case snap.isPublic(k.Dst):
 		// Hairpin: to a public address of this gateway.
-		if pe, ok := snap.public[k.Dst]; ok {
+		if pe, ok := snap.public.get(k.Dst); ok {
 			sp.To.Dst, d = pe.private, pe.rec
 		} else {
 			if !w.s.ct.HairpinPAT(&sp, k) {
 				return nat.Verdict{Reason: packet.ReasonUnsolicited}
 			}
-			d = snap.private[sp.To.Dst]
+			d = snap.private.at(sp.To.Dst)
 		}
 		if r := w.snat(x, &sp); r != packet.ReasonNone {
 			return nat.Verdict{Reason: r}
@@ -349,7 +349,7 @@ func (w *worker) fromUplink(x *pkt) {
 	if !v.Found && v.Reason == packet.ReasonNone {
 		*v, d = w.newFromUplink(x, k, seg)
 	} else if v.New {
-		if d = snap.private[v.To.Dst]; d != nil && !allows(snap, d.ingress, p, k.Src) {
+		if d = snap.private.at(v.To.Dst); d != nil && !allows(snap, d.ingress, p, k.Src) {
 			v.Reason = packet.ReasonSGIngress
 		}
 	}
@@ -368,14 +368,14 @@ func (w *worker) newFromUplink(x *pkt, k nat.Tuple, seg *nat.Seg) (nat.Verdict, 
 	}
 	sp := nat.Spec{Orig: k, To: k}
 	var d *recEntry
-	if pe, ok := snap.public[k.Dst]; ok {
+	if pe, ok := snap.public.get(k.Dst); ok {
 		d = pe.rec
 		sp.To.Dst = pe.private
 	} else {
 		if !w.s.ct.InboundPAT(&sp, k) {
 			return nat.Verdict{Reason: packet.ReasonUnsolicited}, nil
 		}
-		d = snap.private[sp.To.Dst]
+		d = snap.private.at(sp.To.Dst)
 	}
 	if d == nil {
 		return nat.Verdict{Reason: packet.ReasonNoRoute}, nil
@@ -439,7 +439,7 @@ func resolve(snap *Snapshot, dst uint32) (*portState, *recEntry, packet.Reason) 
 	inside := snap.subnetOf(dst) != nil
 	var d *recEntry
 	if inside {
-		d = snap.private[dst]
+		d = snap.private.at(dst)
 	}
 	if d == nil && len(snap.routes) != 0 {
 		if d = snap.route(dst); d != nil && d.sdc {
