@@ -64,7 +64,7 @@ func checkInvariants(t *testing.T, tb *Table, now uint32, owners int, budget int
 	inUse := map[uint8]int{}
 	for m, ep := range mappings {
 		inUse[m.proto]++
-		a, port, ok := tb.PATLookup(m.proto, m.pub, m.port)
+		a, port, ok := tb.pat.lookup(m.proto, m.pub, m.port)
 		if !ok || a != ep.Src || port != ep.SPort {
 			t.Errorf("PAT %d/%d: Lookup got %v:%d %v, flows say %v", m.proto, m.port, packet.Addr(a), port, ok, ep.SrcAddrPort())
 		}

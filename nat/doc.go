@@ -56,8 +56,8 @@
 // REQ-8: FilterAddressPort, the default, admits none; FilterAddress admits
 // a remote address some flow of the mapping has, for which PAT counts each
 // mapping's flows per remote address; FilterEndpointIndependent admits
-// any, and is the only one that lets a hairpin through). PATLookup,
-// PATMapping and PATInUse read the mappings.
+// any, and is the only one that lets a hairpin through). PATMapping and
+// PATInUse read the mappings.
 //
 // # TCP
 //

@@ -161,7 +161,7 @@ func FuzzTable(f *testing.F) {
 				if len(seen) > 0 {
 					r := seen[int(c)%len(seen)]
 					if r.Dst == pub {
-						if priv, pp, ok := tb.PATLookup(r.Proto, pub, r.DPort); ok {
+						if priv, pp, ok := tb.pat.lookup(r.Proto, pub, r.DPort); ok {
 							in := tup(r.Proto, remote2+1, 7, pub, r.DPort)
 							sp := &Spec{Orig: in, To: tup(r.Proto, remote2+1, 7, priv, pp), PATIn: true, Owner: owner, Budget: budget}
 							tb.Create(sp, seg, now)

@@ -105,12 +105,6 @@ func (t *Table) inbound(sp *Spec, k Tuple) bool {
 	return true
 }
 
-// PATLookup returns the private endpoint that owns the PAT port pub:port
-// for proto, if any.
-func (t *Table) PATLookup(proto uint8, pub uint32, port uint16) (priv uint32, privPort uint16, ok bool) {
-	return t.pat.lookup(proto, pub, port)
-}
-
 // PATMapping returns the public port mapped for priv:privPort on pub, if
 // any.
 func (t *Table) PATMapping(proto uint8, pub uint32, priv uint32, privPort uint16) (uint16, bool) {

@@ -144,7 +144,7 @@ func TestImportSkipsExpiredAndConflicts(t *testing.T) {
 	if _, err := tb2.Import(snap, t0, nil); err != nil {
 		t.Fatal(err)
 	}
-	if priv, port, _ := tb2.PATLookup(tcp, pub, 40000); priv != privC || port != 40000 {
+	if priv, port, _ := tb2.pat.lookup(tcp, pub, 40000); priv != privC || port != 40000 {
 		t.Errorf("port 40000 after import: %v:%d, want the target's own %v:40000", packet.Addr(priv), port, packet.Addr(privC))
 	}
 }

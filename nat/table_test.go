@@ -115,7 +115,7 @@ func TestPATMapping(t *testing.T) {
 		if got, ok := tb.PATMapping(udp, pub, privA, 40000); !ok || got != 40000 {
 			t.Errorf("Mapping: got %d %v, want 40000 true", got, ok)
 		}
-		if a, port, ok := tb.PATLookup(udp, pub, 40000); !ok || a != privA || port != 40000 {
+		if a, port, ok := tb.pat.lookup(udp, pub, 40000); !ok || a != privA || port != 40000 {
 			t.Errorf("Lookup: got %v:%d %v, want 10.0.0.5:40000 true", packet.Addr(a), port, ok)
 		}
 	})
@@ -755,12 +755,12 @@ func TestPATIn(t *testing.T) {
 	// The mapping lives while either flow does.
 	udpTO := uint32(DefaultTimeouts().UDP / time.Second)
 	expireAll(tb, t0+udpTO+1)
-	if _, _, ok := tb.PATLookup(udp, pub, out.To.SPort); !ok || tb.Len() != 1 {
+	if _, _, ok := tb.pat.lookup(udp, pub, out.To.SPort); !ok || tb.Len() != 1 {
 		t.Errorf("after the outbound flow expired: mapping %v Len %d, want true 1", ok, tb.Len())
 	}
 	streamTO := uint32(DefaultTimeouts().UDPStream / time.Second)
 	expireAll(tb, t0+1+streamTO+1)
-	if _, _, ok := tb.PATLookup(udp, pub, out.To.SPort); ok || tb.Len() != 0 {
+	if _, _, ok := tb.pat.lookup(udp, pub, out.To.SPort); ok || tb.Len() != 0 {
 		t.Errorf("after both expired: mapping %v Len %d, want false 0", ok, tb.Len())
 	}
 	// A mapping of another endpoint does not admit a flow meant for this
