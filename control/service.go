@@ -37,15 +37,18 @@ type reopenAdder interface {
 // cfg, which differs from the config in force only in the records named by
 // changed (modified, added or removed; subnets, groups and the gateway are
 // unchanged), so that the data path may rebuild only those records. A
-// reassign then costs O(1) in records as well as in flows. control uses it
-// whenever the data path implements it.
+// reassign then costs O(1) in flows; in records, the switch copies only the
+// index shards the changed records touch (BenchmarkApplyDelta: about 20 µs
+// at 10K records, 100 µs at 100K), and control copies the Records slice
+// once (a memory copy, see state.recs). control uses it whenever the data
+// path implements it.
 type DeltaApplier interface {
 	ApplyDelta(cfg *vswitch.Config, changed []string) error
 }
 
 // PortFactory opens the port that a spec names (tap:, netdev:, stream:, and
-// tun: for the uplink). The daemon's default factory returns in-memory
-// taptest ports; real drivers come in behind the same interface.
+// tun: for the uplink). The daemon opens the real drivers, or in-memory
+// tap/memport ports with --ports memory, behind the same interface.
 type PortFactory interface {
 	Open(spec string) (tap.Port, error)
 }

@@ -64,13 +64,13 @@ func checkInvariants(t *testing.T, tb *Table, now uint32, owners int, budget int
 	inUse := map[uint8]int{}
 	for m, ep := range mappings {
 		inUse[m.proto]++
-		a, port, ok := tb.PAT.Lookup(m.proto, m.pub, m.port)
+		a, port, ok := tb.pat.lookup(m.proto, m.pub, m.port)
 		if !ok || a != ep.Src || port != ep.SPort {
 			t.Errorf("PAT %d/%d: Lookup got %v:%d %v, flows say %v", m.proto, m.port, packet.Addr(a), port, ok, ep.SrcAddrPort())
 		}
 	}
 	for _, proto := range []uint8{tcp, udp, icmp} {
-		if got := tb.PAT.InUse(pub, proto); got != inUse[proto] {
+		if got := tb.PATInUse(pub, proto); got != inUse[proto] {
 			t.Errorf("PAT InUse(%d): got %d, flows reference %d mappings", proto, got, inUse[proto])
 		}
 	}
@@ -180,11 +180,11 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("after expiry: Len %d, want 0", tb.Len())
 	}
 	for _, proto := range []uint8{tcp, udp, icmp} {
-		if n := tb.PAT.InUse(pub, proto); n != 0 {
+		if n := tb.PATInUse(pub, proto); n != 0 {
 			t.Errorf("after expiry: %d PAT mappings of proto %d leaked", n, proto)
 		}
 	}
-	for _, p := range tb.PAT.pools {
+	for _, p := range tb.pat.pools {
 		p.mu.Lock()
 		for port, e := range p.ports {
 			if e.refs != 0 {
@@ -222,8 +222,8 @@ func TestConcurrentSameFlow(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		if news.Load() != 1 || tb.Len() != 1 || tb.PAT.InUse(pub, udp) != 1 {
-			t.Fatalf("round %d: %d new, Len %d, InUse %d, want 1 1 1", round, news.Load(), tb.Len(), tb.PAT.InUse(pub, udp))
+		if news.Load() != 1 || tb.Len() != 1 || tb.PATInUse(pub, udp) != 1 {
+			t.Fatalf("round %d: %d new, Len %d, InUse %d, want 1 1 1", round, news.Load(), tb.Len(), tb.PATInUse(pub, udp))
 		}
 		for g, to := range tos {
 			if to != tos[0] {
@@ -231,7 +231,7 @@ func TestConcurrentSameFlow(t *testing.T) {
 			}
 		}
 		tb.Flush(0)
-		if tb.PAT.InUse(pub, udp) != 0 {
+		if tb.PATInUse(pub, udp) != 0 {
 			t.Fatalf("round %d: mapping left after Flush", round)
 		}
 	}

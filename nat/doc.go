@@ -47,9 +47,17 @@
 // mapped like ports. ICMP errors are translated by their embedded datagram
 // (RFC 5508): embedded and outer headers and all checksums. Fragments carry
 // the first fragment's translation (Frags); a later fragment that
-// overlaps the first is refused (Frags.LookupAt: ReasonFragOverlap). With
-// PATOptions.TrackPeers, PAT counts each mapping's flows per remote
-// address, for address-dependent filtering (PAT.PeerSeen).
+// overlaps the first is refused (Frags.LookupAt: ReasonFragOverlap).
+//
+// PAT policy is the table's: its port allocator is not exported, and the
+// data path asks the table. OutboundPAT sets a new flow to leave through
+// a PAT address; InboundPAT and HairpinPAT decide a first packet to a PAT
+// address from outside and from inside by PATOptions.Filtering (RFC 4787
+// REQ-8: FilterAddressPort, the default, admits none; FilterAddress admits
+// a remote address some flow of the mapping has, for which PAT counts each
+// mapping's flows per remote address; FilterEndpointIndependent admits
+// any, and is the only one that lets a hairpin through). PATMapping and
+// PATInUse read the mappings.
 //
 // # TCP
 //

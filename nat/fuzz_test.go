@@ -161,7 +161,7 @@ func FuzzTable(f *testing.F) {
 				if len(seen) > 0 {
 					r := seen[int(c)%len(seen)]
 					if r.Dst == pub {
-						if priv, pp, ok := tb.PAT.Lookup(r.Proto, pub, r.DPort); ok {
+						if priv, pp, ok := tb.pat.lookup(r.Proto, pub, r.DPort); ok {
 							in := tup(r.Proto, remote2+1, 7, pub, r.DPort)
 							sp := &Spec{Orig: in, To: tup(r.Proto, remote2+1, 7, priv, pp), PATIn: true, Owner: owner, Budget: budget}
 							tb.Create(sp, seg, now)
@@ -195,7 +195,7 @@ func FuzzTable(f *testing.F) {
 			t.Errorf("after expiry: Len %d", tb.Len())
 		}
 		for _, proto := range []uint8{tcp, udp, icmp, 47} {
-			if n := tb.PAT.InUse(pub, proto); n != 0 {
+			if n := tb.PATInUse(pub, proto); n != 0 {
 				t.Errorf("after expiry: %d ports of proto %d in use", n, proto)
 			}
 		}

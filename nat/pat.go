@@ -19,19 +19,111 @@ type PATOptions struct {
 	// Search bounds the candidates tried for a new mapping (default 512).
 	Search int
 	// TrackPeers keeps, for each mapping, the remote addresses its flows
-	// go to, for address-dependent filtering (PeerSeen). Off, it costs
-	// nothing.
+	// go to, for address-dependent filtering (PATPeerSeen). Off, it costs
+	// nothing. FilterAddress turns it on.
 	TrackPeers bool
+	// Filtering is how an inbound first packet to a mapping is admitted
+	// (Table.InboundPAT, Table.HairpinPAT).
+	Filtering Filtering
 }
 
-// PAT hands out public ports (and ICMP identifiers) with endpoint-
+// Filtering is PAT's filtering behaviour (RFC 4787 REQ-8): which inbound
+// first packets to a mapping, from a remote endpoint no flow of the
+// mapping has, are let through.
+type Filtering uint8
+
+// Filtering behaviours.
+const (
+	// FilterAddressPort (address-and-port-dependent, the default, as Linux
+	// conntrack) admits none: only replies of existing flows come in.
+	FilterAddressPort Filtering = iota
+	// FilterAddress (address-dependent) admits a packet from a remote
+	// address that some flow of the mapping has, whatever its port.
+	FilterAddress
+	// FilterEndpointIndependent admits any packet to a live mapping.
+	FilterEndpointIndependent
+)
+
+// HasPorts reports whether proto is one PAT translates (TCP and UDP ports,
+// ICMP query identifiers).
+func HasPorts(proto uint8) bool {
+	return proto == packet.ProtoTCP || proto == packet.ProtoUDP || proto == packet.ProtoICMP
+}
+
+// OutboundPAT sets sp to leave by PAT through the public address pub: the
+// table picks the port when Create makes the flow. It returns
+// ReasonNoPublicIP when pub is 0 and ReasonUnsupportedL4 for a protocol PAT
+// cannot translate; sp is unchanged then.
+func (t *Table) OutboundPAT(sp *Spec, pub uint32) packet.Reason {
+	if pub == 0 {
+		return packet.ReasonNoPublicIP
+	}
+	if !HasPorts(sp.Orig.Proto) {
+		return packet.ReasonUnsupportedL4
+	}
+	sp.To.Src, sp.PATOut = pub, true
+	return packet.ReasonNone
+}
+
+// InboundPAT decides a first packet k from outside to a PAT address, for
+// which no flow exists: when the table's filtering admits it (always with
+// FilterEndpointIndependent; with FilterAddress when a flow of the mapping
+// on k.Dst:k.DPort has k's remote address; never with FilterAddressPort),
+// it sets sp to go to the mapping's private endpoint and reports true.
+func (t *Table) InboundPAT(sp *Spec, k Tuple) bool {
+	switch {
+	case !HasPorts(k.Proto):
+		return false
+	case t.pat.o.Filtering == FilterEndpointIndependent:
+	case t.pat.o.Filtering == FilterAddress:
+		if !t.pat.peerSeen(k.Proto, k.Dst, k.DPort, k.Src) {
+			return false
+		}
+	default:
+		return false
+	}
+	return t.inbound(sp, k)
+}
+
+// HairpinPAT decides a first packet k from inside to a PAT address of the
+// gateway (hairpinning, RFC 4787 REQ-9): only endpoint-independent
+// filtering admits it; then sp goes to the mapping's private endpoint, its
+// source still to be translated, and HairpinPAT reports true.
+func (t *Table) HairpinPAT(sp *Spec, k Tuple) bool {
+	if t.pat.o.Filtering != FilterEndpointIndependent || !HasPorts(k.Proto) {
+		return false
+	}
+	return t.inbound(sp, k)
+}
+
+func (t *Table) inbound(sp *Spec, k Tuple) bool {
+	priv, port, ok := t.pat.lookup(k.Proto, k.Dst, k.DPort)
+	if !ok {
+		return false
+	}
+	sp.To.Dst, sp.To.DPort, sp.PATIn = priv, port, true
+	return true
+}
+
+// PATMapping returns the public port mapped for priv:privPort on pub, if
+// any.
+func (t *Table) PATMapping(proto uint8, pub uint32, priv uint32, privPort uint16) (uint16, bool) {
+	return t.pat.mapping(proto, pub, priv, privPort)
+}
+
+// PATInUse returns the number of PAT ports in use on pub for proto.
+func (t *Table) PATInUse(pub uint32, proto uint8) int {
+	return t.pat.inUse(pub, proto)
+}
+
+// patAlloc hands out public ports (and ICMP identifiers) with endpoint-
 // independent mapping (RFC 4787 REQ-1, RFC 5382 REQ-1): one private
 // endpoint keeps one public port for all its flows while any of them
 // lives. It tries to preserve the port first, then searches a bounded
 // sequence of candidates of the same parity. Each public address and
 // protocol has its own pool and lock; the data path only calls PAT when a
 // flow is created or removed.
-type PAT struct {
+type patAlloc struct {
 	o     PATOptions
 	hold  uint32
 	mu    sync.RWMutex // guards pools (the map), not the pools' contents
@@ -74,7 +166,10 @@ type peerKey struct {
 	remote uint32
 }
 
-func newPAT(o PATOptions) *PAT {
+func newPAT(o PATOptions) *patAlloc {
+	if o.Filtering == FilterAddress {
+		o.TrackPeers = true
+	}
 	if o.PortMin == 0 {
 		o.PortMin = 1024
 	}
@@ -87,10 +182,10 @@ func newPAT(o PATOptions) *PAT {
 	if o.Search <= 0 {
 		o.Search = 512
 	}
-	return &PAT{o: o, hold: uint32(o.Hold / time.Second), pools: make(map[poolKey]*pool)}
+	return &patAlloc{o: o, hold: uint32(o.Hold / time.Second), pools: make(map[poolKey]*pool)}
 }
 
-func (a *PAT) pool(pub uint32, proto uint8, create bool) *pool {
+func (a *patAlloc) pool(pub uint32, proto uint8, create bool) *pool {
 	k := poolKey{pub, proto}
 	a.mu.RLock()
 	p := a.pools[k]
@@ -109,7 +204,7 @@ func (a *PAT) pool(pub uint32, proto uint8, create bool) *pool {
 
 // acquire returns the public port for the private endpoint priv:port on
 // pub, taking a reference on the mapping (creating it if needed).
-func (a *PAT) acquire(pub uint32, proto uint8, priv uint32, port uint16, now uint32) (uint16, packet.Reason) {
+func (a *patAlloc) acquire(pub uint32, proto uint8, priv uint32, port uint16, now uint32) (uint16, packet.Reason) {
 	p := a.pool(pub, proto, true)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -196,7 +291,7 @@ func gcd(a, b uint32) uint32 {
 // private endpoint priv:privPort. It returns false when no mapping owns the
 // port, or when the port now belongs to another endpoint (the caller's
 // Lookup raced with the mapping's end and the port's reuse).
-func (a *PAT) ref(proto uint8, pub uint32, port uint16, priv uint32, privPort uint16) bool {
+func (a *patAlloc) ref(proto uint8, pub uint32, port uint16, priv uint32, privPort uint16) bool {
 	p := a.pool(pub, proto, false)
 	if p == nil {
 		return false
@@ -214,7 +309,7 @@ func (a *PAT) ref(proto uint8, pub uint32, port uint16, priv uint32, privPort ui
 
 // release drops one reference on the mapping that owns pub:port; the last
 // one frees the port at time now.
-func (a *PAT) release(pub uint32, proto uint8, port uint16, now uint32) {
+func (a *patAlloc) release(pub uint32, proto uint8, port uint16, now uint32) {
 	p := a.pool(pub, proto, false)
 	if p == nil {
 		return
@@ -246,7 +341,7 @@ func (p *pool) releaseLocked(port uint16, now uint32) {
 // one the mapping ever had, the port is not held from reuse: no flow used
 // it, so no peer can hold state for it (RFC 6888 REQ-8 guards mappings
 // that existed). Otherwise it is released at now, as by release.
-func (a *PAT) cancel(pub uint32, proto uint8, port uint16, now uint32) {
+func (a *patAlloc) cancel(pub uint32, proto uint8, port uint16, now uint32) {
 	p := a.pool(pub, proto, false)
 	if p == nil {
 		return
@@ -266,8 +361,8 @@ func (a *PAT) cancel(pub uint32, proto uint8, port uint16, now uint32) {
 	p.releaseLocked(port, now)
 }
 
-// Lookup returns the private endpoint that owns pub:port, if any.
-func (a *PAT) Lookup(proto uint8, pub uint32, port uint16) (priv uint32, privPort uint16, ok bool) {
+// lookup returns the private endpoint that owns pub:port, if any.
+func (a *patAlloc) lookup(proto uint8, pub uint32, port uint16) (priv uint32, privPort uint16, ok bool) {
 	p := a.pool(pub, proto, false)
 	if p == nil {
 		return 0, 0, false
@@ -278,8 +373,8 @@ func (a *PAT) Lookup(proto uint8, pub uint32, port uint16) (priv uint32, privPor
 	return e.priv.addr, e.priv.port, e.refs > 0
 }
 
-// Mapping returns the public port mapped for priv:privPort on pub, if any.
-func (a *PAT) Mapping(proto uint8, pub uint32, priv uint32, privPort uint16) (uint16, bool) {
+// mapping returns the public port mapped for priv:privPort on pub, if any.
+func (a *patAlloc) mapping(proto uint8, pub uint32, priv uint32, privPort uint16) (uint16, bool) {
 	p := a.pool(pub, proto, false)
 	if p == nil {
 		return 0, false
@@ -291,7 +386,7 @@ func (a *PAT) Mapping(proto uint8, pub uint32, priv uint32, privPort uint16) (ui
 }
 
 // peerAdd counts one more flow of the mapping on pub:port with remote.
-func (a *PAT) peerAdd(pub uint32, proto uint8, port uint16, remote uint32) {
+func (a *patAlloc) peerAdd(pub uint32, proto uint8, port uint16, remote uint32) {
 	if !a.o.TrackPeers {
 		return
 	}
@@ -305,7 +400,7 @@ func (a *PAT) peerAdd(pub uint32, proto uint8, port uint16, remote uint32) {
 }
 
 // peerDel counts one flow less of the mapping on pub:port with remote.
-func (a *PAT) peerDel(pub uint32, proto uint8, port uint16, remote uint32) {
+func (a *patAlloc) peerDel(pub uint32, proto uint8, port uint16, remote uint32) {
 	if !a.o.TrackPeers {
 		return
 	}
@@ -323,11 +418,11 @@ func (a *PAT) peerDel(pub uint32, proto uint8, port uint16, remote uint32) {
 	p.mu.Unlock()
 }
 
-// PeerSeen reports whether the mapping on pub:port has a flow with the
+// peerSeen reports whether the mapping on pub:port has a flow with the
 // remote address remote (any remote port): address-dependent filtering
 // (RFC 4787 REQ-8) admits an inbound packet from remote then. It is
 // always false without PATOptions.TrackPeers.
-func (a *PAT) PeerSeen(proto uint8, pub uint32, port uint16, remote uint32) bool {
+func (a *patAlloc) peerSeen(proto uint8, pub uint32, port uint16, remote uint32) bool {
 	p := a.pool(pub, proto, false)
 	if p == nil {
 		return false
@@ -337,8 +432,8 @@ func (a *PAT) PeerSeen(proto uint8, pub uint32, port uint16, remote uint32) bool
 	return p.peers[peerKey{port, remote}] > 0
 }
 
-// InUse returns the number of ports in use on pub for proto.
-func (a *PAT) InUse(pub uint32, proto uint8) int {
+// inUse returns the number of ports in use on pub for proto.
+func (a *patAlloc) inUse(pub uint32, proto uint8) int {
 	p := a.pool(pub, proto, false)
 	if p == nil {
 		return 0

@@ -64,13 +64,13 @@ func (t *Table) Export(now uint32) *Snapshot {
 		}
 		sh.mu.Unlock()
 	}
-	t.PAT.mu.RLock()
-	keys := make([]poolKey, 0, len(t.PAT.pools))
-	pools := make([]*pool, 0, len(t.PAT.pools))
-	for k, p := range t.PAT.pools {
+	t.pat.mu.RLock()
+	keys := make([]poolKey, 0, len(t.pat.pools))
+	pools := make([]*pool, 0, len(t.pat.pools))
+	for k, p := range t.pat.pools {
 		keys, pools = append(keys, k), append(pools, p)
 	}
-	t.PAT.mu.RUnlock()
+	t.pat.mu.RUnlock()
 	for i, p := range pools {
 		p.mu.Lock()
 		for port := range p.freed {
@@ -78,7 +78,7 @@ func (t *Table) Export(now uint32) *Snapshot {
 			if fr == 0 || p.ports[port].refs != 0 {
 				continue
 			}
-			if d := int64(now) - int64(fr); d >= int64(t.PAT.hold) || d < -int64(t.PAT.hold) {
+			if d := int64(now) - int64(fr); d >= int64(t.pat.hold) || d < -int64(t.pat.hold) {
 				continue
 			}
 			s.Holds = append(s.Holds, HoldRecord{Pub: keys[i].pub, Port: uint16(port), Proto: keys[i].proto, Freed: fr})
@@ -130,7 +130,7 @@ func (t *Table) Import(s *Snapshot, now uint32, owner func(uint32) uint32) (int,
 	}
 	t.advance(now)
 	for _, h := range s.Holds {
-		p := t.PAT.pool(h.Pub, h.Proto, true)
+		p := t.pat.pool(h.Pub, h.Proto, true)
 		p.mu.Lock()
 		if p.ports[h.Port].refs == 0 && p.freed[h.Port] < h.Freed {
 			p.freed[h.Port] = h.Freed
@@ -159,20 +159,20 @@ func (t *Table) Import(s *Snapshot, now uint32, owner func(uint32) uint32) (int,
 func (t *Table) restore(r *FlowRecord, owner uint32) bool {
 	switch {
 	case r.Flags&flagPATOut != 0:
-		if !t.PAT.restore(r.Reply.Dst, r.Orig.Proto, r.Reply.DPort, endpoint{r.Orig.Src, r.Orig.SPort}) {
+		if !t.pat.restore(r.Reply.Dst, r.Orig.Proto, r.Reply.DPort, endpoint{r.Orig.Src, r.Orig.SPort}) {
 			return false
 		}
 	case r.Flags&flagPATIn != 0:
-		if !t.PAT.restore(r.Orig.Dst, r.Orig.Proto, r.Orig.DPort, endpoint{r.Reply.Src, r.Reply.SPort}) {
+		if !t.pat.restore(r.Orig.Dst, r.Orig.Proto, r.Orig.DPort, endpoint{r.Reply.Src, r.Reply.SPort}) {
 			return false
 		}
 	}
 	undo := func() {
 		switch {
 		case r.Flags&flagPATOut != 0:
-			t.PAT.cancel(r.Reply.Dst, r.Orig.Proto, r.Reply.DPort, r.Expires)
+			t.pat.cancel(r.Reply.Dst, r.Orig.Proto, r.Reply.DPort, r.Expires)
 		case r.Flags&flagPATIn != 0:
-			t.PAT.cancel(r.Orig.Dst, r.Orig.Proto, r.Orig.DPort, r.Expires)
+			t.pat.cancel(r.Orig.Dst, r.Orig.Proto, r.Orig.DPort, r.Expires)
 		}
 	}
 	ho, hr := r.Orig.hash(t.seed), r.Reply.hash(t.seed)
@@ -210,7 +210,7 @@ func (t *Table) restore(r *FlowRecord, owner uint32) bool {
 // restore takes a reference on the mapping of pub:port to priv, creating
 // it when the port is free; it returns false when another endpoint holds
 // the port, or priv already has another port.
-func (a *PAT) restore(pub uint32, proto uint8, port uint16, priv endpoint) bool {
+func (a *patAlloc) restore(pub uint32, proto uint8, port uint16, priv endpoint) bool {
 	p := a.pool(pub, proto, true)
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -87,7 +87,7 @@ func TestExportImport(t *testing.T) {
 	// endpoint), the port in use is not handed to another endpoint, and
 	// the port on hold stays held (REQ-8).
 	for _, proto := range []uint8{tcp, udp, icmp} {
-		if g, w := tb.PAT.InUse(pub, proto), old.PAT.InUse(pub, proto); g != w {
+		if g, w := tb.PATInUse(pub, proto), old.PATInUse(pub, proto); g != w {
 			t.Errorf("PAT %s ports in use: got %d, want %d", ProtoName(proto), g, w)
 		}
 	}
@@ -109,7 +109,7 @@ func TestExportImport(t *testing.T) {
 		t.Errorf("after every timeout: %d flows left", tb.Len())
 	}
 	for _, proto := range []uint8{tcp, udp, icmp} {
-		if n := tb.PAT.InUse(pub, proto); n != 0 {
+		if n := tb.PATInUse(pub, proto); n != 0 {
 			t.Errorf("after every timeout: %d %s PAT ports in use", n, ProtoName(proto))
 		}
 	}
@@ -144,7 +144,7 @@ func TestImportSkipsExpiredAndConflicts(t *testing.T) {
 	if _, err := tb2.Import(snap, t0, nil); err != nil {
 		t.Fatal(err)
 	}
-	if priv, port, _ := tb2.PAT.Lookup(tcp, pub, 40000); priv != privC || port != 40000 {
+	if priv, port, _ := tb2.pat.lookup(tcp, pub, 40000); priv != privC || port != 40000 {
 		t.Errorf("port 40000 after import: %v:%d, want the target's own %v:40000", packet.Addr(priv), port, packet.Addr(privC))
 	}
 }

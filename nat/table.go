@@ -97,7 +97,7 @@ type Table struct {
 	count    atomic.Int64
 	owners   []atomic.Int32
 	to       timeouts
-	PAT      *PAT
+	pat      *patAlloc
 	Counters Counters
 	sweepAt  atomic.Uint32
 	// clock is the latest time Create or Expire was given: Flush, which
@@ -111,12 +111,11 @@ type Table struct {
 
 // Counters are table-wide event counts.
 type Counters struct {
-	Created  atomic.Uint64 // flows created
-	Expired  atomic.Uint64 // flows removed by expiry
-	Deleted  atomic.Uint64 // flows removed by Flush or port reuse
-	Refused  atomic.Uint64 // new flows refused (full, budget, no port)
-	Revived  atomic.Uint64 // expired flows revived by a packet in the original direction
-	Rewrites atomic.Uint64 // unused by the table; kept for callers
+	Created atomic.Uint64 // flows created
+	Expired atomic.Uint64 // flows removed by expiry
+	Deleted atomic.Uint64 // flows removed by Flush or port reuse
+	Refused atomic.Uint64 // new flows refused (full, budget, no port)
+	Revived atomic.Uint64 // expired flows revived by a packet in the original direction
 }
 
 // NewTable returns an empty table.
@@ -154,7 +153,7 @@ func NewTable(o Options) *Table {
 		s.cbits = cbits
 		s.next = 1 // index 0 is never used, so no ref is 0
 	}
-	t.PAT = newPAT(o.PAT)
+	t.pat = newPAT(o.PAT)
 	return t
 }
 
@@ -515,14 +514,14 @@ func (t *Table) Create(sp *Spec, seg *Seg, now uint32) Verdict {
 	}
 	to := sp.To
 	if sp.PATOut {
-		port, r := t.PAT.acquire(to.Src, to.Proto, sp.Orig.Src, sp.Orig.SPort, now)
+		port, r := t.pat.acquire(to.Src, to.Proto, sp.Orig.Src, sp.Orig.SPort, now)
 		if r != packet.ReasonNone {
 			t.Counters.Refused.Add(1)
 			return Verdict{Reason: r}
 		}
 		to.SPort = port
 	} else if sp.PATIn {
-		if !t.PAT.ref(to.Proto, sp.Orig.Dst, sp.Orig.DPort, to.Dst, to.DPort) {
+		if !t.pat.ref(to.Proto, sp.Orig.Dst, sp.Orig.DPort, to.Dst, to.DPort) {
 			return Verdict{Reason: packet.ReasonUnsolicited}
 		}
 	}
@@ -546,18 +545,18 @@ func (t *Table) Create(sp *Spec, seg *Seg, now uint32) Verdict {
 	}
 	if v.Reason == packet.ReasonNone && v.New && v.Ref != 0 {
 		if sp.PATOut {
-			t.PAT.peerAdd(to.Src, to.Proto, to.SPort, to.Dst)
+			t.pat.peerAdd(to.Src, to.Proto, to.SPort, to.Dst)
 		} else if sp.PATIn {
-			t.PAT.peerAdd(sp.Orig.Dst, to.Proto, sp.Orig.DPort, sp.Orig.Src)
+			t.pat.peerAdd(sp.Orig.Dst, to.Proto, sp.Orig.DPort, sp.Orig.Src)
 		}
 	}
 	if v.Reason != packet.ReasonNone || !v.New || v.Ref == 0 {
 		// Refused, or another packet created the flow first: give back
 		// the mapping reference taken above.
 		if sp.PATOut {
-			t.PAT.cancel(to.Src, to.Proto, to.SPort, now)
+			t.pat.cancel(to.Src, to.Proto, to.SPort, now)
 		} else if sp.PATIn {
-			t.PAT.cancel(sp.Orig.Dst, to.Proto, sp.Orig.DPort, now)
+			t.pat.cancel(sp.Orig.Dst, to.Proto, sp.Orig.DPort, now)
 		}
 		if v.Reason != packet.ReasonNone {
 			t.Counters.Refused.Add(1)
@@ -727,11 +726,11 @@ func (t *Table) deleteLocked(so, sr *shard, ref uint32, ho, hr uint64) {
 	}
 	switch {
 	case f.flags&flagPATOut != 0:
-		t.PAT.peerDel(f.t[Reply].Dst, f.t[Orig].Proto, f.t[Reply].DPort, f.t[Orig].Dst)
-		t.PAT.release(f.t[Reply].Dst, f.t[Orig].Proto, f.t[Reply].DPort, end)
+		t.pat.peerDel(f.t[Reply].Dst, f.t[Orig].Proto, f.t[Reply].DPort, f.t[Orig].Dst)
+		t.pat.release(f.t[Reply].Dst, f.t[Orig].Proto, f.t[Reply].DPort, end)
 	case f.flags&flagPATIn != 0:
-		t.PAT.peerDel(f.t[Orig].Dst, f.t[Orig].Proto, f.t[Orig].DPort, f.t[Orig].Src)
-		t.PAT.release(f.t[Orig].Dst, f.t[Orig].Proto, f.t[Orig].DPort, end)
+		t.pat.peerDel(f.t[Orig].Dst, f.t[Orig].Proto, f.t[Orig].DPort, f.t[Orig].Src)
+		t.pat.release(f.t[Orig].Dst, f.t[Orig].Proto, f.t[Orig].DPort, end)
 	}
 	t.uncharge(f.owner)
 	so.live--

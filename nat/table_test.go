@@ -112,10 +112,10 @@ func TestPATMapping(t *testing.T) {
 		if p1 != 40000 || p2 != p1 || p3 != p1 {
 			t.Errorf("same private endpoint to three remotes: got ports %d %d %d, want 40000 each", p1, p2, p3)
 		}
-		if got, ok := tb.PAT.Mapping(udp, pub, privA, 40000); !ok || got != 40000 {
+		if got, ok := tb.PATMapping(udp, pub, privA, 40000); !ok || got != 40000 {
 			t.Errorf("Mapping: got %d %v, want 40000 true", got, ok)
 		}
-		if a, port, ok := tb.PAT.Lookup(udp, pub, 40000); !ok || a != privA || port != 40000 {
+		if a, port, ok := tb.pat.lookup(udp, pub, 40000); !ok || a != privA || port != 40000 {
 			t.Errorf("Lookup: got %v:%d %v, want 10.0.0.5:40000 true", packet.Addr(a), port, ok)
 		}
 	})
@@ -134,7 +134,7 @@ func TestPATMapping(t *testing.T) {
 				t.Errorf("endpoint %v: got port %d, want parity %d and >= 1024", k.SrcAddrPort(), p, k.SPort%2)
 			}
 		}
-		if got := tb.PAT.InUse(pub, udp); got != 5 {
+		if got := tb.PATInUse(pub, udp); got != 5 {
 			t.Errorf("InUse: got %d, want 5", got)
 		}
 	})
@@ -201,14 +201,14 @@ func TestPATSearchInRuns(t *testing.T) {
 			k := tup(udp, privA+h, uint16(port), remote1, 53)
 			v := tb.Create(patSpec(k, 1), nil, t0)
 			if v.Reason != packet.ReasonNone {
-				t.Fatalf("host %d port %d: got %v with %d ports in use of 64512", h, port, v.Reason, tb.PAT.InUse(pub, udp))
+				t.Fatalf("host %d port %d: got %v with %d ports in use of 64512", h, port, v.Reason, tb.PATInUse(pub, udp))
 			}
 			if v.To.SPort%2 != uint16(port%2) || v.To.SPort < 1024 {
 				t.Fatalf("host %d port %d: got public port %d", h, port, v.To.SPort)
 			}
 		}
 	}
-	if got := tb.PAT.InUse(pub, udp); got != 2*28232 {
+	if got := tb.PATInUse(pub, udp); got != 2*28232 {
 		t.Errorf("InUse: got %d, want %d", got, 2*28232)
 	}
 }
@@ -454,8 +454,8 @@ func TestTimeouts(t *testing.T) {
 					if v.Found || v.Reason != packet.ReasonNone {
 						t.Errorf("reply after timeout: got found %v reason %v, want not found, none", v.Found, v.Reason)
 					}
-					if tb.Len() != 0 || tb.PAT.InUse(pub, tc.k.Proto) != 0 {
-						t.Errorf("reply after timeout: Len %d, PAT InUse %d, want the dead flow removed", tb.Len(), tb.PAT.InUse(pub, tc.k.Proto))
+					if tb.Len() != 0 || tb.PATInUse(pub, tc.k.Proto) != 0 {
+						t.Errorf("reply after timeout: Len %d, PAT InUse %d, want the dead flow removed", tb.Len(), tb.PATInUse(pub, tc.k.Proto))
 					}
 					continue
 				}
@@ -534,7 +534,7 @@ func TestExpire(t *testing.T) {
 		k := tup(udp, privA+uint32(i%50), uint16(10000+i), remote1, 53)
 		mustCreate(t, tb, patSpec(k, 1), nil, t0+uint32(i%2))
 	}
-	if got := tb.PAT.InUse(pub, udp); got != n {
+	if got := tb.PATInUse(pub, udp); got != n {
 		t.Fatalf("InUse: got %d, want %d", got, n)
 	}
 	udpTO := uint32(DefaultTimeouts().UDP / time.Second)
@@ -550,8 +550,8 @@ func TestExpire(t *testing.T) {
 	if got := expireAll(tb, t0+udpTO+2); got != n/2 {
 		t.Errorf("Expire at timeout+2: removed %d, want %d", got, n/2)
 	}
-	if tb.Len() != 0 || tb.PAT.InUse(pub, udp) != 0 || tb.OwnerLen(1) != 0 {
-		t.Errorf("after expiry: Len %d InUse %d OwnerLen %d, want 0 0 0", tb.Len(), tb.PAT.InUse(pub, udp), tb.OwnerLen(1))
+	if tb.Len() != 0 || tb.PATInUse(pub, udp) != 0 || tb.OwnerLen(1) != 0 {
+		t.Errorf("after expiry: Len %d InUse %d OwnerLen %d, want 0 0 0", tb.Len(), tb.PATInUse(pub, udp), tb.OwnerLen(1))
 	}
 	if got := tb.Counters.Expired.Load(); got != n {
 		t.Errorf("Expired: got %d, want %d", got, n)
@@ -630,8 +630,8 @@ func TestRefusedDoesNotHoldPort(t *testing.T) {
 	if v := tb.Create(patSpec(tup(udp, privB, 40000, remote1, 53), 1), nil, t0); v.Reason != packet.ReasonTableFull {
 		t.Fatalf("full table: got %v, want table_full", v.Reason)
 	}
-	if tb.PAT.InUse(pub, udp) != 1 {
-		t.Errorf("InUse after refusal: got %d, want 1", tb.PAT.InUse(pub, udp))
+	if tb.PATInUse(pub, udp) != 1 {
+		t.Errorf("InUse after refusal: got %d, want 1", tb.PATInUse(pub, udp))
 	}
 	tb.Flush(0)
 	if v := mustCreate(t, tb, patSpec(tup(udp, privC, 40000, remote1, 53), 1), nil, t0); v.To.SPort != 40000 {
@@ -657,8 +657,8 @@ func TestLimits(t *testing.T) {
 		if got := tb.Counters.Refused.Load(); got != 10 {
 			t.Errorf("Refused: got %d, want 10", got)
 		}
-		if tb.Len() != 100 || tb.OwnerLen(2) != 0 || tb.PAT.InUse(pub, tcp) != 100 {
-			t.Errorf("after refusals: Len %d OwnerLen(2) %d InUse %d, want 100 0 100", tb.Len(), tb.OwnerLen(2), tb.PAT.InUse(pub, tcp))
+		if tb.Len() != 100 || tb.OwnerLen(2) != 0 || tb.PATInUse(pub, tcp) != 100 {
+			t.Errorf("after refusals: Len %d OwnerLen(2) %d InUse %d, want 100 0 100", tb.Len(), tb.OwnerLen(2), tb.PATInUse(pub, tcp))
 		}
 		for i, r := range est {
 			if v := tb.Track(r, &Seg{Flags: packet.TCPAck, Seq: 1, Ack: 1, WScale: -1}, t0+2); !v.Found || v.Reason != packet.ReasonNone {
@@ -755,12 +755,12 @@ func TestPATIn(t *testing.T) {
 	// The mapping lives while either flow does.
 	udpTO := uint32(DefaultTimeouts().UDP / time.Second)
 	expireAll(tb, t0+udpTO+1)
-	if _, _, ok := tb.PAT.Lookup(udp, pub, out.To.SPort); !ok || tb.Len() != 1 {
+	if _, _, ok := tb.pat.lookup(udp, pub, out.To.SPort); !ok || tb.Len() != 1 {
 		t.Errorf("after the outbound flow expired: mapping %v Len %d, want true 1", ok, tb.Len())
 	}
 	streamTO := uint32(DefaultTimeouts().UDPStream / time.Second)
 	expireAll(tb, t0+1+streamTO+1)
-	if _, _, ok := tb.PAT.Lookup(udp, pub, out.To.SPort); ok || tb.Len() != 0 {
+	if _, _, ok := tb.pat.lookup(udp, pub, out.To.SPort); ok || tb.Len() != 0 {
 		t.Errorf("after both expired: mapping %v Len %d, want false 0", ok, tb.Len())
 	}
 	// A mapping of another endpoint does not admit a flow meant for this
@@ -819,10 +819,10 @@ func TestFlushAndFlows(t *testing.T) {
 	if n := tb.Flush(2); n != 10 {
 		t.Errorf("Flush(2): got %d, want 10", n)
 	}
-	if tb.Len() != 21 || tb.OwnerLen(2) != 0 || tb.OwnerLen(1) != 11 || tb.PAT.InUse(pub, udp) != 20 {
-		t.Errorf("after Flush(2): Len %d OwnerLen(2) %d OwnerLen(1) %d InUse %d, want 21 0 11 20", tb.Len(), tb.OwnerLen(2), tb.OwnerLen(1), tb.PAT.InUse(pub, udp))
+	if tb.Len() != 21 || tb.OwnerLen(2) != 0 || tb.OwnerLen(1) != 11 || tb.PATInUse(pub, udp) != 20 {
+		t.Errorf("after Flush(2): Len %d OwnerLen(2) %d OwnerLen(1) %d InUse %d, want 21 0 11 20", tb.Len(), tb.OwnerLen(2), tb.OwnerLen(1), tb.PATInUse(pub, udp))
 	}
-	if n := tb.Flush(0); n != 21 || tb.Len() != 0 || tb.PAT.InUse(pub, udp)+tb.PAT.InUse(pub, tcp) != 0 {
+	if n := tb.Flush(0); n != 21 || tb.Len() != 0 || tb.PATInUse(pub, udp)+tb.PATInUse(pub, tcp) != 0 {
 		t.Errorf("Flush(0): removed %d, Len %d, want 21 0", n, tb.Len())
 	}
 	if got := tb.Counters.Deleted.Load(); got != 31 {

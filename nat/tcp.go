@@ -297,9 +297,9 @@ func (f *flow) rstInWindow(d Dir, s *Seg) bool {
 	return diff >= -int64(win) && diff <= int64(win)
 }
 
-// MSSOption returns the offset of the MSS option value within a TCP header,
+// mssOption returns the offset of the MSS option value within a TCP header,
 // or 0 when there is none.
-func MSSOption(t packet.TCP) int {
+func mssOption(t packet.TCP) int {
 	off := t.DataOffset()
 	if off > len(t) {
 		return 0
@@ -331,7 +331,7 @@ func ClampMSS(t packet.TCP, mss uint16, partial bool) bool {
 	if len(t) < packet.TCPMinLen || t.Flags()&packet.TCPSyn == 0 {
 		return false
 	}
-	i := MSSOption(t)
+	i := mssOption(t)
 	if i == 0 {
 		return false
 	}

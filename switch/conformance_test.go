@@ -259,7 +259,7 @@ func TestRFC4787(t *testing.T) {
 					}
 				}
 				// Inbound, out of order too.
-				p, _ := w.sw.Conntrack().PAT.Mapping(packet.ProtoUDP, packet.AddrFrom(patIP), packet.AddrFrom(ipB), sport)
+				p, _ := w.sw.Conntrack().PATMapping(packet.ProtoUDP, packet.AddrFrom(patIP), packet.AddrFrom(ipB), sport)
 				in := fragment(t, udpFrame(t, macUp, gwMAC, ap(remote, 53), ap(patIP, p), make([]byte, 1000)), 400)
 				for _, i := range order {
 					w.send("uplink", in[i])

@@ -13,19 +13,19 @@ import (
 // different ways.
 func describe(s *Snapshot) string {
 	var lines []string
-	for a, e := range s.private {
+	for a, e := range s.private.all() {
 		lines = append(lines, fmt.Sprintf("private %08x %s", a, e.id))
 	}
-	for p, e := range s.ports {
+	for p, e := range s.ports.all() {
 		lines = append(lines, fmt.Sprintf("port %s %s", p.name, e.id))
 	}
-	for a, pe := range s.public {
+	for a, pe := range s.public.all() {
 		lines = append(lines, fmt.Sprintf("public %08x %s %08x", a, pe.rec.id, pe.private))
 	}
-	for m, id := range s.macs {
+	for m, id := range s.macs.all() {
 		lines = append(lines, fmt.Sprintf("mac %v %s", m, id))
 	}
-	for id, e := range s.records {
+	for id, e := range s.records.all() {
 		var ports []string
 		for _, p := range e.ports {
 			ports = append(ports, p.name)
@@ -34,7 +34,7 @@ func describe(s *Snapshot) string {
 		for _, r := range append(slices.Clone(e.ingress), e.egress...) {
 			if r.gidx != 0 {
 				var m []uint32
-				for a := range s.groupList[r.gidx-1].members {
+				for a := range s.groupList[r.gidx-1].members.all() {
 					m = append(m, a)
 				}
 				slices.Sort(m)
@@ -44,7 +44,7 @@ func describe(s *Snapshot) string {
 	}
 	for _, g := range s.groupList {
 		var m []uint32
-		for a := range g.members {
+		for a := range g.members.all() {
 			m = append(m, a)
 		}
 		slices.Sort(m)
@@ -123,17 +123,24 @@ func TestApplyDeltaMatchesApply(t *testing.T) {
 }
 
 // BenchmarkApplyDelta compares publishing a reassign by a full Apply and by
-// ApplyDelta with 10K records.
+// ApplyDelta with 10K records, and ApplyDelta alone with 100K (its cost
+// must not grow with the records).
 func BenchmarkApplyDelta(b *testing.B) {
-	sw := New(Options{})
-	cfg := &Config{Subnets: []Subnet{{ID: "subnet-0", Prefix: netip.MustParsePrefix("10.0.0.0/16")}},
+	for _, n := range []int{10000, 100000} {
+		benchmarkApplyDelta(b, n)
+	}
+}
+
+func benchmarkApplyDelta(b *testing.B, n int) {
+	sw := New(Options{MaxRecords: 2 * n})
+	cfg := &Config{Subnets: []Subnet{{ID: "subnet-0", Prefix: netip.MustParsePrefix("10.0.0.0/8")}},
 		Groups: []Group{{ID: "sg-1", Ingress: []Rule{{Group: "sg-1"}}, Egress: []Rule{{CIDR: netip.MustParsePrefix("0.0.0.0/0")}}}}}
-	for i := 0; i < 10000; i++ {
+	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("p%d", i)
 		sw.AddPort(newNullPort(name))
-		ip := netip.AddrFrom4([4]byte{10, 0, byte(1 + i/250), byte(1 + i%250)})
+		ip := netip.AddrFrom4([4]byte{10, byte(i / 62500), byte(1 + i/250%250), byte(1 + i%250)})
 		cfg.Records = append(cfg.Records, Record{ID: fmt.Sprintf("eni-%08x", i+1), Subnet: "subnet-0", IPs: []netip.Addr{ip},
-			MAC: net.HardwareAddr{2, 0, 0, 0, byte(i >> 8), byte(i)}, Groups: []string{"sg-1"}, Ports: []string{name}})
+			MAC: net.HardwareAddr{2, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}, Groups: []string{"sg-1"}, Ports: []string{name}})
 	}
 	sw.AddPort(newNullPort("spare"))
 	if err := sw.Apply(cfg); err != nil {
@@ -146,15 +153,17 @@ func BenchmarkApplyDelta(b *testing.B) {
 		c.Records[0].Ports = []string{port}
 		cfgs[k] = &c
 	}
-	b.Run("Apply", func(b *testing.B) {
-		b.ReportAllocs()
-		for i := 0; i < b.N; i++ {
-			if err := sw.Apply(cfgs[i%2]); err != nil {
-				b.Fatal(err)
+	if n <= 10000 {
+		b.Run(fmt.Sprintf("Apply/records=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if err := sw.Apply(cfgs[i%2]); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
-	b.Run("ApplyDelta", func(b *testing.B) {
+		})
+	}
+	b.Run(fmt.Sprintf("ApplyDelta/records=%d", n), func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			if err := sw.ApplyDelta(cfgs[i%2], []string{"eni-00000001"}); err != nil {

@@ -20,9 +20,8 @@ const (
 	LeaseTime = time.Hour
 )
 
-// isDHCP reports whether the current packet is a DHCP client message.
-func (w *worker) isDHCP() bool {
-	p := w.p
+// isDHCP reports whether p is a DHCP client message.
+func isDHCP(p *packet.Parsed) bool {
 	return p.Proto == packet.ProtoUDP && p.L4 != 0 && p.Frag == packet.NotFragment &&
 		p.DPort == dhcpServerPort && p.SPort == dhcpClientPort
 }
@@ -34,8 +33,8 @@ func (w *worker) isDHCP() bool {
 // the request's buffer and sent back out of the same port. DHCP is control
 // traffic: the library allocates, the data path's fast path does not go
 // here.
-func (w *worker) dhcp(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame) {
-	p := w.p
+func (w *worker) dhcp(x *pkt) {
+	p, snap, in, rec, f := &x.p, x.snap, x.in, x.rec, x.f
 	frame := f.Bytes()
 	req, err := dhcpv4.FromBytes(frame[p.L4+packet.UDPLen : p.End])
 	if err != nil || req.OpCode != dhcpv4.OpcodeBootRequest {

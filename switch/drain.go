@@ -27,10 +27,10 @@ func (s *Snapshot) inheritDrains(prev *Snapshot, moved []*portState, now int64, 
 	}
 	var d map[*portState]drain
 	add := func(ps *portState, id string, until int64) {
-		if s.ports[ps] != nil {
+		if s.ports.at(ps) != nil {
 			return
 		}
-		r := s.records[id]
+		r := s.records.at(id)
 		if r == nil {
 			return
 		}
@@ -45,7 +45,7 @@ func (s *Snapshot) inheritDrains(prev *Snapshot, moved []*portState, now int64, 
 		}
 	}
 	for _, ps := range moved {
-		if old := prev.ports[ps]; old != nil {
+		if old := prev.ports.at(ps); old != nil {
 			add(ps, old.id, now+int64(grace))
 		}
 	}
@@ -55,8 +55,8 @@ func (s *Snapshot) inheritDrains(prev *Snapshot, moved []*portState, now int64, 
 // allPorts lists the ports of a snapshot's records (a full Apply may move
 // any of them).
 func (s *Snapshot) allPorts() []*portState {
-	out := make([]*portState, 0, len(s.ports))
-	for ps := range s.ports {
+	out := make([]*portState, 0, s.ports.len())
+	for ps := range s.ports.all() {
 		out = append(out, ps)
 	}
 	return out

@@ -25,17 +25,17 @@ func (s *Switch) applyFlowPolicies(prev, snap *Snapshot, changed []string) {
 		if e == nil || e.cfg.FlowPolicy == "" || e.cfg.FlowPolicy == FlowKeep {
 			return
 		}
-		if o := prev.records[e.id]; o != nil && policyChanged(prev, &o.cfg, snap, &e.cfg) {
+		if o := prev.records.at(e.id); o != nil && policyChanged(prev, &o.cfg, snap, &e.cfg) {
 			recs = append(recs, e)
 		}
 	}
 	if changed == nil {
-		for _, e := range snap.records {
+		for _, e := range snap.records.all() {
 			check(e)
 		}
 	} else {
 		for _, id := range changed {
-			check(snap.records[id])
+			check(snap.records.at(id))
 		}
 	}
 	for _, e := range recs {
@@ -162,7 +162,7 @@ func (s *Switch) sendReset(snap *Snapshot, k nat.Tuple, seq, ack uint32) {
 		ps.p.Write([]tap.Frame{fr})
 		ps.wmu.Unlock()
 	}
-	if d := snap.private[k.Dst]; d != nil {
+	if d := snap.private.at(k.Dst); d != nil {
 		for _, ps := range d.ports {
 			fr := f
 			fr.Buf = append([]byte(nil), f.Buf...)

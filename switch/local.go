@@ -12,9 +12,10 @@ import (
 // record's MAC); from the uplink, the gateway's public addresses. Nothing is
 // ever flooded or learned from ARP. The reply is built in place and sent
 // back out of the port the request came in on.
-func (w *worker) arp(snap *Snapshot, in *portState, rec *recEntry, up bool, f *tap.Frame) {
+func (w *worker) arp(x *pkt) {
+	snap, in, rec, up, f := x.snap, x.in, x.rec, x.up, x.f
 	frame := f.Bytes()
-	a := packet.ARP(frame[w.p.L3:])
+	a := packet.ARP(frame[x.p.L3:])
 	sip, tip := a.SenderIP(), a.TargetIP()
 	if up && (snap.onLink(sip) || sip == snap.upstream) {
 		w.s.nb.set(sip, a.SenderMAC()) // neighbors announce themselves in every ARP
@@ -46,7 +47,7 @@ func (w *worker) arp(snap *Snapshot, in *portState, rec *recEntry, up bool, f *t
 		}
 		if tip == rec.subnet.gateway {
 			answer = snap.gwMAC
-		} else if d := snap.private[tip]; d != nil && d.subnet == rec.subnet {
+		} else if d := snap.private.at(tip); d != nil && d.subnet == rec.subnet {
 			answer = d.mac
 		} else {
 			w.drop(packet.ReasonARPIgnored, rec)
@@ -66,18 +67,19 @@ func (w *worker) local(in *portState, f *tap.Frame) {
 
 // toGateway handles an IPv4 packet from a record to its subnet's gateway:
 // ICMP echo is answered; anything else is not for roam.
-func (w *worker) toGateway(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame) {
-	p := w.p
+func (w *worker) toGateway(x *pkt) {
+	p := &x.p
 	if p.Proto == packet.ProtoICMP && p.ICMPType == packet.ICMPEcho && p.Frag == packet.NotFragment {
-		w.echoReply(in, f)
+		w.echoReply(x)
 		return
 	}
-	w.drop(packet.ReasonNotForUs, rec)
+	w.drop(packet.ReasonNotForUs, x.rec)
 }
 
-// echoReply turns an ICMP echo request into its reply in place.
-func (w *worker) echoReply(in *portState, f *tap.Frame) {
-	p := w.p
+// echoReply turns an ICMP echo request x into its reply in place and sends
+// it back out of the port it came in on.
+func (w *worker) echoReply(x *pkt) {
+	p, in, f := &x.p, x.in, x.f
 	frame := f.Bytes()
 	eth := packet.Ethernet(frame)
 	src, dst := eth.Src(), eth.Dst()
@@ -98,13 +100,13 @@ func (w *worker) echoReply(in *portState, f *tap.Frame) {
 	w.local(in, f)
 }
 
-// icmpErrorReply turns the current packet into an ICMP error about it
+// icmpErrorReply turns packet x into an ICMP error about it
 // (time exceeded, fragmentation needed, administratively prohibited) from
 // the gateway, in place, and
 // sends it back out of port in. The error carries the offending datagram's
 // header and as much of its data as fits in 576 bytes (RFC 1812 4.3.2.3).
-func (w *worker) icmpErrorReply(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, typ, code uint8, mtu int, now uint32) {
-	p := w.p
+func (w *worker) icmpErrorReply(x *pkt, typ, code uint8, mtu int) {
+	p, snap, in, rec, f, now := &x.p, x.snap, x.in, x.rec, x.f, x.now
 	if p.ICMPType != 0 && p.Proto == packet.ProtoICMP && packet.IsError(p.ICMPType) {
 		return // never an error about an error
 	}

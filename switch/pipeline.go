@@ -6,28 +6,25 @@ import (
 	"roam/tap"
 )
 
-// worker holds the per-goroutine state of the pipeline: the decoded packet,
-// per-destination output batches and counters. One runs per port reader;
-// Process borrows one from a pool. Nothing in it is shared.
+// worker holds the per-goroutine state of the pipeline: the batch's
+// packets, per-destination output batches and counters. One runs per port
+// reader; Process borrows one from a pool. Nothing in it is shared, and
+// nothing in it is "the current packet": every stage is given the packet
+// it works on (a *pkt) and the batch it belongs to (pkt.batch).
 type worker struct {
-	s       *Switch
-	p       *packet.Parsed // the packet being processed (in pp, or scratch)
-	h       uint64         // its conntrack hash when known, else 0
-	pp      []packet.Parsed
-	pr      []packet.Reason
-	ph      []uint64
-	sink    uint64 // keeps prefetch loads alive
-	scratch packet.Parsed
-	seg     nat.Seg
-	outs    []outQ
-	bc      batchCounts
-	tally   recTally
-	extra   []tap.Frame // buffers for fragments released from the hold pool
-	nextra  int
-	lastEx  uint32
-	v       nat.Verdict
-	// draining: the batch comes from a port its record just left (drain.go).
-	draining bool
+	s    *Switch
+	b    batch  // the batch being processed; its packets point to it
+	pk   []pkt  // the batch's packets, reused from batch to batch
+	sink uint64 // keeps prefetch loads alive
+	// held is the storage for a fragment released from the hold pool
+	// while its first fragment is processed (fragVerdict).
+	held   pkt
+	outs   []outQ
+	bc     batchCounts
+	tally  recTally
+	extra  []tap.Frame // buffers for fragments released from the hold pool
+	nextra int
+	lastEx uint32
 
 	// Identity output: while every frame of the batch so far goes, in
 	// order, to one port, the batch itself is written at flush without
@@ -36,6 +33,31 @@ type worker struct {
 	idPort *portState
 	idN    int
 	idOK   bool
+}
+
+// batch is what every packet of one batch shares: the snapshot it is
+// processed under, the port it came in on and that port's record.
+type batch struct {
+	snap *Snapshot
+	in   *portState
+	rec  *recEntry // in's record; nil for the uplink (which has none)
+	up   bool      // in is the uplink
+	// draining: the batch comes from a port its record just left (drain.go).
+	draining bool
+	now      uint32
+}
+
+// pkt is one packet in the pipeline: its frame, what parsing found, and
+// what tracking decided. Stages take a *pkt instead of reading state off
+// the worker.
+type pkt struct {
+	*batch
+	f   *tap.Frame
+	p   packet.Parsed
+	r   packet.Reason // the parse verdict
+	h   uint64        // the conntrack hash when known (prefetch), else 0
+	seg nat.Seg       // the TCP segment, when seg is decoded
+	v   nat.Verdict   // the flow verdict, once tracked
 }
 
 type outQ struct {
@@ -52,49 +74,53 @@ func newWorker(s *Switch) *worker {
 // every destination port gets its frames in one Write.
 func (w *worker) process(in *portState, frames []tap.Frame) {
 	snap := w.s.snap.Load()
-	now := uint32(w.s.now().Unix())
+	b := &w.b
+	*b = batch{snap: snap, in: in, now: uint32(w.s.now().Unix())}
 	w.nextra = 0
 	w.in, w.idPort, w.idN, w.idOK = frames, nil, 0, true
-	rec := snap.ports[in]
-	w.draining = false
-	if rec == nil && snap.draining != nil {
+	b.up = in == snap.uplink && in != nil
+	b.rec = snap.ports.at(in)
+	if b.rec == nil && !b.up && snap.draining != nil { // the uplink never has a record
 		if d, ok := snap.draining[in]; ok && d.until > w.s.now().UnixNano() {
-			rec, w.draining = d.rec, true
+			b.rec, b.draining = d.rec, true
 		}
 	}
-	up := in == snap.uplink && in != nil
 	n := len(frames)
-	if cap(w.pp) < n {
-		w.pp, w.pr, w.ph = make([]packet.Parsed, n), make([]packet.Reason, n), make([]uint64, n)
+	if cap(w.pk) < n {
+		w.pk = make([]pkt, n)
 	}
-	pp, pr, ph := w.pp[:n], w.pr[:n], w.ph[:n]
+	pk := w.pk[:n]
 	// Vectors: parse all, then (for a table too large for the caches)
 	// touch every packet's index slot, then every packet's flow, so that
 	// the batch's cache misses overlap; then process each packet.
-	for i := range frames {
-		pr[i] = packet.Parse(frames[i].Bytes(), &pp[i])
+	for i := range pk {
+		x := &pk[i]
+		x.batch, x.f, x.h = b, &frames[i], 0
+		x.r = packet.Parse(x.f.Bytes(), &x.p)
 	}
 	ct := w.s.ct
 	if ct.Len() >= prefetchAbove {
-		for i := range pp {
-			ph[i] = 0
-			if p := &pp[i]; pr[i] == packet.ReasonNone && p.EthType == packet.EtherTypeIPv4 && p.Frag != packet.LaterFragment && !p.IsError {
-				ph[i] = ct.Hash(nat.TupleOf(p))
-				w.sink += ct.PrefetchIndex(ph[i])
+		for i := range pk {
+			if x := &pk[i]; x.r == packet.ReasonNone && x.p.EthType == packet.EtherTypeIPv4 && x.p.Frag != packet.LaterFragment && !x.p.IsError {
+				x.h = ct.Hash(nat.TupleOf(&x.p))
+				w.sink += ct.PrefetchIndex(x.h)
 			}
 		}
-		for _, h := range ph {
-			if h != 0 {
+		for i := range pk {
+			if h := pk[i].h; h != 0 {
 				w.sink += ct.PrefetchFlow(h)
 			}
 		}
-	} else {
-		clear(ph)
 	}
-	for i := range frames {
-		w.p, w.h = &pp[i], ph[i]
-		w.one(snap, in, rec, up, &frames[i], now, pr[i])
+	for i := range pk {
+		w.one(&pk[i])
 	}
+	// Forget the frames and the snapshot, so the worker keeps neither alive.
+	for i := range pk {
+		pk[i].f = nil
+	}
+	now := b.now
+	*b = batch{}
 	w.flush()
 	w.tally.flush()
 	w.bc.flush(&w.s.c)
@@ -120,42 +146,42 @@ func (w *worker) drop(r packet.Reason, rec *recEntry) {
 	}
 }
 
-func (w *worker) one(snap *Snapshot, in *portState, rec *recEntry, up bool, f *tap.Frame, now uint32, r packet.Reason) {
-	frame := f.Bytes()
-	p := w.p
+func (w *worker) one(x *pkt) {
+	frame := x.f.Bytes()
+	p := &x.p
 	w.bc.packets++
-	if r != packet.ReasonNone {
-		w.drop(r, rec)
+	if x.r != packet.ReasonNone {
+		w.drop(x.r, x.rec)
 		return
 	}
-	if !up {
-		if rec == nil {
+	if !x.up {
+		if x.rec == nil {
 			w.drop(packet.ReasonNoRecord, nil)
 			return
 		}
-		in.learn(packet.Ethernet(frame).Src())
+		x.in.learn(packet.Ethernet(frame).Src())
 	} else {
-		w.s.nb.learnFrame(snap, p, packet.Ethernet(frame).Src())
+		w.s.nb.learnFrame(x.snap, p, packet.Ethernet(frame).Src())
 	}
-	if w.draining && (p.EthType != packet.EtherTypeIPv4 || p.IsError || p.Frag == packet.LaterFragment) {
+	if x.draining && (p.EthType != packet.EtherTypeIPv4 || p.IsError || p.Frag == packet.LaterFragment) {
 		w.drop(packet.ReasonNoRecord, nil) // a draining port only finishes established flows
 		return
 	}
 	if p.EthType == packet.EtherTypeARP {
-		w.arp(snap, in, rec, up, f)
+		w.arp(x)
 		return
 	}
-	if up {
-		w.fromUplink(snap, in, f, now)
+	if x.up {
+		w.fromUplink(x)
 	} else {
-		w.fromRecord(snap, in, rec, f, now)
+		w.fromRecord(x)
 	}
 }
 
-// hash returns the conntrack hash of the current packet's key k.
-func (w *worker) hash(k nat.Tuple) uint64 {
-	if w.h != 0 {
-		return w.h
+// hash returns the conntrack hash of x's key k.
+func (w *worker) hash(x *pkt, k nat.Tuple) uint64 {
+	if x.h != 0 {
+		return x.h
 	}
 	return w.s.ct.Hash(k)
 }
@@ -164,23 +190,22 @@ func (w *worker) hash(k nat.Tuple) uint64 {
 // the table stays in the caches and prefetching only costs.
 const prefetchAbove = 1 << 16
 
-// seg decodes the TCP segment of the current packet, or returns nil.
-func (w *worker) segment(frame []byte) *nat.Seg {
-	if nat.SegOf(w.p, frame, &w.seg) {
-		return &w.seg
+// segment decodes the TCP segment of x into x.seg, or returns nil.
+func segment(x *pkt) *nat.Seg {
+	if nat.SegOf(&x.p, x.f.Bytes(), &x.seg) {
+		return &x.seg
 	}
 	return nil
 }
 
-func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, now uint32) {
-	p := w.p
-	frame := f.Bytes()
-	if w.isDHCP() {
-		if !in.dhcpWin.allow(now, w.s.o.DHCPRate) {
+func (w *worker) fromRecord(x *pkt) {
+	p, rec := &x.p, x.rec
+	if isDHCP(p) {
+		if !x.in.dhcpWin.allow(x.now, w.s.o.DHCPRate) {
 			w.drop(packet.ReasonDHCPRate, rec)
 			return
 		}
-		w.dhcp(snap, in, rec, f)
+		w.dhcp(x)
 		return
 	}
 	if rec.sdc && !rec.hasIP(p.Src) {
@@ -188,7 +213,7 @@ func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap
 		return
 	}
 	if p.Dst == rec.subnet.gateway {
-		w.toGateway(snap, in, rec, f)
+		w.toGateway(x)
 		return
 	}
 	if p.Dst == 0xffffffff || p.Dst>>28 == 0xe || p.Dst == rec.subnet.net|^rec.subnet.mask {
@@ -196,56 +221,56 @@ func (w *worker) fromRecord(snap *Snapshot, in *portState, rec *recEntry, f *tap
 		return
 	}
 	if p.Frag == packet.LaterFragment {
-		w.laterFragment(snap, in, rec, f, now)
+		w.laterFragment(x)
 		return
 	}
 	if p.IsError {
-		w.icmpError(snap, in, rec, f, now)
+		w.icmpError(x)
 		return
 	}
 	k := nat.TupleOf(p)
-	seg := w.segment(frame)
-	v := &w.v
-	w.s.ct.TrackHashed(k, w.hash(k), seg, now, v)
-	if w.draining && (!v.Found || v.New) {
+	seg := segment(x)
+	v := &x.v
+	w.s.ct.TrackHashed(k, w.hash(x, k), seg, x.now, v)
+	if x.draining && (!v.Found || v.New) {
 		w.drop(packet.ReasonNoRecord, nil) // no new flow from a port the record left
 		return
 	}
 	if !v.Found && v.Reason == packet.ReasonNone {
-		*v = w.newFromRecord(snap, rec, k, seg, now)
+		*v = w.newFromRecord(x, k, seg)
 	} else if v.New {
 		// A revived flow is admitted again by the rules in force.
-		if r := w.admitFromRecord(snap, rec, k); r != packet.ReasonNone {
+		if r := admitFromRecord(x, k); r != packet.ReasonNone {
 			v.Reason = r
 		}
 	}
 	if v.Reason != packet.ReasonNone {
 		w.drop(v.Reason, rec)
-		w.fragVerdict(snap, in, rec, f, v, now)
-		w.refused(snap, in, rec, f, v.Reason, now)
+		w.fragVerdict(x, v)
+		w.refused(x, v.Reason)
 		return
 	}
 	w.tally.switchTo(rec.st)
 	w.tally.pout++
-	w.tally.bout += uint64(f.Len)
-	w.forward(snap, in, rec, f, k, v, now)
+	w.tally.bout += uint64(x.f.Len)
+	w.forward(x, k)
 }
 
-// admitFromRecord applies the security groups to a flow from rec.
-func (w *worker) admitFromRecord(snap *Snapshot, rec *recEntry, k nat.Tuple) packet.Reason {
-	p := w.p
-	if !allows(snap, rec.egress, p, k.Dst) {
+// admitFromRecord applies the security groups to a flow from x's record.
+func admitFromRecord(x *pkt, k nat.Tuple) packet.Reason {
+	if !allows(x.snap, x.rec.egress, &x.p, k.Dst) {
 		return packet.ReasonSGEgress
 	}
-	if d := snap.private[k.Dst]; d != nil && !allows(snap, d.ingress, p, k.Src) {
+	if d := x.snap.private.at(k.Dst); d != nil && !allows(x.snap, d.ingress, &x.p, k.Src) {
 		return packet.ReasonSGIngress
 	}
 	return packet.ReasonNone
 }
 
-// newFromRecord decides and creates the flow of a first packet from rec.
-func (w *worker) newFromRecord(snap *Snapshot, rec *recEntry, k nat.Tuple, seg *nat.Seg, now uint32) nat.Verdict {
-	p := w.p
+// newFromRecord decides and creates the flow of a first packet from x's
+// record.
+func (w *worker) newFromRecord(x *pkt, k nat.Tuple, seg *nat.Seg) nat.Verdict {
+	p, snap, rec := &x.p, x.snap, x.rec
 	if p.Proto == packet.ProtoICMP && !packet.IsQueryRequest(p.ICMPType) {
 		return nat.Verdict{Reason: packet.ReasonICMPNoFlow}
 	}
@@ -255,142 +280,102 @@ func (w *worker) newFromRecord(snap *Snapshot, rec *recEntry, k nat.Tuple, seg *
 	}
 	var d *recEntry
 	switch {
-	case snap.private[k.Dst] != nil:
-		d = snap.private[k.Dst]
+	case snap.private.at(k.Dst) != nil:
+		d = snap.private.at(k.Dst)
 	case snap.route(k.Dst) != nil:
 		d = snap.route(k.Dst)
 	case snap.subnetOf(k.Dst) != nil:
 		return nat.Verdict{Reason: packet.ReasonNoRoute}
 	case snap.isPublic(k.Dst):
 		// Hairpin: to a public address of this gateway.
-		if pe, ok := snap.public[k.Dst]; ok {
+		if pe, ok := snap.public.get(k.Dst); ok {
 			sp.To.Dst, d = pe.private, pe.rec
 		} else {
-			if !w.s.o.EndpointIndependentFiltering || !natPorts(p.Proto) {
+			if !w.s.ct.HairpinPAT(&sp, k) {
 				return nat.Verdict{Reason: packet.ReasonUnsolicited}
 			}
-			priv, port, ok := w.s.ct.PAT.Lookup(p.Proto, k.Dst, k.DPort)
-			if !ok {
-				return nat.Verdict{Reason: packet.ReasonUnsolicited}
-			}
-			sp.To.Dst, sp.To.DPort, sp.PATIn = priv, port, true
-			d = snap.private[priv]
+			d = snap.private.at(sp.To.Dst)
 		}
-		if r := w.snat(snap, rec, &sp); r != packet.ReasonNone {
+		if r := w.snat(x, &sp); r != packet.ReasonNone {
 			return nat.Verdict{Reason: r}
 		}
 	default:
 		if snap.uplink == nil {
 			return nat.Verdict{Reason: packet.ReasonNoRoute}
 		}
-		if r := w.snat(snap, rec, &sp); r != packet.ReasonNone {
+		if r := w.snat(x, &sp); r != packet.ReasonNone {
 			return nat.Verdict{Reason: r}
 		}
 	}
 	if d != nil && !allows(snap, d.ingress, p, sp.To.Src) {
 		return nat.Verdict{Reason: packet.ReasonSGIngress}
 	}
-	return w.s.ct.Create(&sp, seg, now)
-}
-
-// admitPAT reports whether filtering lets a first packet k (from a remote
-// endpoint that no flow of the mapping on k.Dst:k.DPort has) through:
-// always with endpoint-independent filtering, when the mapping has a flow
-// with k's remote address with address-dependent filtering, never with
-// address-and-port-dependent filtering (the default).
-func (w *worker) admitPAT(k nat.Tuple) bool {
-	o := &w.s.o
-	switch {
-	case !natPorts(k.Proto):
-		return false
-	case o.EndpointIndependentFiltering:
-		return true
-	case o.AddressDependentFiltering:
-		return w.s.ct.PAT.PeerSeen(k.Proto, k.Dst, k.DPort, k.Src)
-	}
-	return false
-}
-
-func natPorts(proto uint8) bool {
-	return proto == packet.ProtoTCP || proto == packet.ProtoUDP || proto == packet.ProtoICMP
+	return w.s.ct.Create(&sp, seg, x.now)
 }
 
 // snat sets the source translation of a flow leaving through the gateway:
 // the record's 1:1 public IP, or PAT to the gateway's address.
-func (w *worker) snat(snap *Snapshot, rec *recEntry, sp *nat.Spec) packet.Reason {
-	if pub, ok := rec.publicFor(sp.Orig.Src); ok {
+func (w *worker) snat(x *pkt, sp *nat.Spec) packet.Reason {
+	if pub, ok := x.rec.publicFor(sp.Orig.Src); ok {
 		sp.To.Src = pub
 		return packet.ReasonNone
 	}
-	if snap.publicIP == 0 {
-		return packet.ReasonNoPublicIP
-	}
-	if !natPorts(sp.Orig.Proto) {
-		return packet.ReasonUnsupportedL4
-	}
-	sp.To.Src, sp.PATOut = snap.publicIP, true
-	return packet.ReasonNone
+	return w.s.ct.OutboundPAT(sp, x.snap.publicIP)
 }
 
-func (w *worker) fromUplink(snap *Snapshot, in *portState, f *tap.Frame, now uint32) {
-	p := w.p
-	frame := f.Bytes()
+func (w *worker) fromUplink(x *pkt) {
+	p, snap := &x.p, x.snap
 	if !snap.isPublic(p.Dst) {
 		w.drop(packet.ReasonNotForUs, nil)
 		return
 	}
 	if p.Dst == snap.publicIP && p.Proto == packet.ProtoICMP && p.ICMPType == packet.ICMPEcho && p.Frag == packet.NotFragment {
-		w.echoReply(in, f)
+		w.echoReply(x)
 		return
 	}
 	if p.Frag == packet.LaterFragment {
-		w.laterFragment(snap, in, nil, f, now)
+		w.laterFragment(x)
 		return
 	}
 	if p.IsError {
-		w.icmpError(snap, in, nil, f, now)
+		w.icmpError(x)
 		return
 	}
 	k := nat.TupleOf(p)
-	seg := w.segment(frame)
-	v := &w.v
-	w.s.ct.TrackHashed(k, w.hash(k), seg, now, v)
+	seg := segment(x)
+	v := &x.v
+	w.s.ct.TrackHashed(k, w.hash(x, k), seg, x.now, v)
 	var d *recEntry
 	if !v.Found && v.Reason == packet.ReasonNone {
-		*v, d = w.newFromUplink(snap, k, seg, now)
+		*v, d = w.newFromUplink(x, k, seg)
 	} else if v.New {
-		if d = snap.private[v.To.Dst]; d != nil && !allows(snap, d.ingress, p, k.Src) {
+		if d = snap.private.at(v.To.Dst); d != nil && !allows(snap, d.ingress, p, k.Src) {
 			v.Reason = packet.ReasonSGIngress
 		}
 	}
 	if v.Reason != packet.ReasonNone {
 		w.drop(v.Reason, d)
-		w.fragVerdict(snap, in, nil, f, v, now)
+		w.fragVerdict(x, v)
 		return
 	}
-	w.forward(snap, in, nil, f, k, v, now)
+	w.forward(x, k)
 }
 
-func (w *worker) newFromUplink(snap *Snapshot, k nat.Tuple, seg *nat.Seg, now uint32) (nat.Verdict, *recEntry) {
-	p := w.p
+func (w *worker) newFromUplink(x *pkt, k nat.Tuple, seg *nat.Seg) (nat.Verdict, *recEntry) {
+	p, snap := &x.p, x.snap
 	if p.Proto == packet.ProtoICMP && !packet.IsQueryRequest(p.ICMPType) {
 		return nat.Verdict{Reason: packet.ReasonICMPNoFlow}, nil
 	}
 	sp := nat.Spec{Orig: k, To: k}
 	var d *recEntry
-	if pe, ok := snap.public[k.Dst]; ok {
+	if pe, ok := snap.public.get(k.Dst); ok {
 		d = pe.rec
 		sp.To.Dst = pe.private
 	} else {
-		if !w.admitPAT(k) {
+		if !w.s.ct.InboundPAT(&sp, k) {
 			return nat.Verdict{Reason: packet.ReasonUnsolicited}, nil
 		}
-		priv, port, ok := w.s.ct.PAT.Lookup(p.Proto, k.Dst, k.DPort)
-		if !ok {
-			return nat.Verdict{Reason: packet.ReasonUnsolicited}, nil
-		}
-		d = snap.private[priv]
-		sp.To.Dst, sp.To.DPort, sp.PATIn = priv, port, true
+		d = snap.private.at(sp.To.Dst)
 	}
 	if d == nil {
 		return nat.Verdict{Reason: packet.ReasonNoRoute}, nil
@@ -399,14 +384,14 @@ func (w *worker) newFromUplink(snap *Snapshot, k nat.Tuple, seg *nat.Seg, now ui
 		return nat.Verdict{Reason: packet.ReasonSGIngress}, d
 	}
 	sp.Owner, sp.Budget = d.slot, d.budget
-	return w.s.ct.Create(&sp, seg, now), d
+	return w.s.ct.Create(&sp, seg, x.now), d
 }
 
 // icmpError forwards an ICMP error by the flow of the datagram it embeds
 // (RFC 5508): the checksum must verify, the flow must exist, and the flow is
 // neither refreshed nor changed.
-func (w *worker) icmpError(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, now uint32) {
-	p := w.p
+func (w *worker) icmpError(x *pkt) {
+	p, rec, f := &x.p, x.rec, x.f
 	frame := f.Bytes()
 	if !nat.ICMPChecksumValid(frame, p) || !packet.IPv4(frame[p.Inner.L3:p.End]).ChecksumValid() {
 		// RFC 5508 REQ-3: a bad ICMP checksum, or a bad checksum of the
@@ -414,17 +399,17 @@ func (w *worker) icmpError(snap *Snapshot, in *portState, rec *recEntry, f *tap.
 		w.drop(packet.ReasonBadChecksum, rec)
 		return
 	}
-	if p.Inner.L4 == 0 && natPorts(p.Inner.Proto) {
+	if p.Inner.L4 == 0 && nat.HasPorts(p.Inner.Proto) {
 		w.drop(packet.ReasonICMPNoFlow, rec)
 		return
 	}
 	ek := nat.ErrorKey(p)
-	v := w.s.ct.Peek(ek, now)
+	v := w.s.ct.Peek(ek, x.now)
 	if !v.Found {
 		w.drop(packet.ReasonICMPNoFlow, rec)
 		return
 	}
-	ps, d, r := w.resolve(snap, v.To.Dst)
+	ps, d, r := resolve(x.snap, v.To.Dst)
 	if r != packet.ReasonNone {
 		w.drop(r, rec)
 		return
@@ -446,15 +431,15 @@ func (w *worker) icmpError(snap *Snapshot, in *portState, rec *recEntry, f *tap.
 	if crossing {
 		packet.IPv4(frame[p.L3:]).DecTTL()
 	}
-	w.deliver(snap, ps, d, rec, f, v.To.Dst, true)
+	w.deliver(x, ps, d, v.To.Dst, true)
 }
 
 // resolve finds where a packet to dst goes: a record's port, or the uplink.
-func (w *worker) resolve(snap *Snapshot, dst uint32) (*portState, *recEntry, packet.Reason) {
+func resolve(snap *Snapshot, dst uint32) (*portState, *recEntry, packet.Reason) {
 	inside := snap.subnetOf(dst) != nil
 	var d *recEntry
 	if inside {
-		d = snap.private[dst]
+		d = snap.private.at(dst)
 	}
 	if d == nil && len(snap.routes) != 0 {
 		if d = snap.route(dst); d != nil && d.sdc {
@@ -494,30 +479,31 @@ func pick(ports []*portState, ref uint32) *portState {
 	return best
 }
 
-// forward sends a tracked packet on: resolve its destination by the
-// translated address, apply TTL and MTU rules, rewrite it, and queue it.
-func (w *worker) forward(snap *Snapshot, in *portState, from *recEntry, f *tap.Frame, k nat.Tuple, v *nat.Verdict, now uint32) {
-	p := w.p
+// forward sends a tracked packet on by its verdict x.v: resolve its
+// destination by the translated address, apply TTL and MTU rules, rewrite
+// it, and queue it.
+func (w *worker) forward(x *pkt, k nat.Tuple) {
+	p, from, f, v := &x.p, x.rec, x.f, &x.v
 	frame := f.Bytes()
 	to := v.To
-	ps, d, r := w.resolve(snap, to.Dst)
+	ps, d, r := resolve(x.snap, to.Dst)
 	if r == packet.ReasonNone && ps == nil {
 		ps = pick(d.ports, v.Ref)
 	}
 	if r != packet.ReasonNone {
 		w.drop(r, from)
-		w.fragVerdict(snap, in, from, f, &nat.Verdict{Reason: r}, now)
+		w.fragVerdict(x, &nat.Verdict{Reason: r})
 		return
 	}
 	crossing := from == nil || d == nil || d.subnet != from.subnet
 	if crossing && p.TTL <= 1 {
 		w.drop(packet.ReasonTTL, from)
-		w.icmpErrorReply(snap, in, from, f, packet.ICMPTimeExceeded, packet.ICMPCodeTTLExceeded, 0, now)
+		w.icmpErrorReply(x, packet.ICMPTimeExceeded, packet.ICMPCodeTTLExceeded, 0)
 		return
 	}
-	if mtu := w.mtu(snap, d); f.GSO.Type == tap.GSONone && p.End-p.L3 > mtu && packet.IPv4(frame[p.L3:]).DF() {
+	if mtu := mtu(x.snap, d); f.GSO.Type == tap.GSONone && p.End-p.L3 > mtu && packet.IPv4(frame[p.L3:]).DF() {
 		w.drop(packet.ReasonFragNeeded, from)
-		w.icmpErrorReply(snap, in, from, f, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, mtu, now)
+		w.icmpErrorReply(x, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, mtu)
 		return
 	}
 	switch {
@@ -534,20 +520,23 @@ func (w *worker) forward(snap *Snapshot, in *portState, from *recEntry, f *tap.F
 		nat.ClampMSS(packet.TCP(frame[p.L4:p.End]), w.s.o.MSS, f.GSO.NeedsCsum)
 	}
 	if p.Frag == packet.FirstFragment {
-		w.fragVerdict(snap, in, from, f, v, now)
+		w.fragVerdict(x, v)
 	}
-	w.deliver(snap, ps, d, from, f, to.Dst, to != k)
+	w.deliver(x, ps, d, to.Dst, to != k)
 }
 
-func (w *worker) mtu(snap *Snapshot, d *recEntry) int {
+func mtu(snap *Snapshot, d *recEntry) int {
 	if d != nil {
 		return d.subnet.mtu
 	}
 	return snap.uplinkMTU
 }
 
-// deliver sets the frame's MACs for its destination port and queues it.
-func (w *worker) deliver(snap *Snapshot, ps *portState, d, from *recEntry, f *tap.Frame, dst uint32, translated bool) {
+// deliver sets x's MACs for its destination port ps (of record d, nil for
+// the uplink) and queues it; dst is its destination address, translated
+// whether its tuple was rewritten.
+func (w *worker) deliver(x *pkt, ps *portState, d *recEntry, dst uint32, translated bool) {
+	f, from, snap := x.f, x.rec, x.snap
 	if !ps.up.Load() {
 		w.drop(packet.ReasonPortDown, d)
 		return
@@ -660,13 +649,13 @@ func (w *worker) flush() {
 
 // laterFragment forwards a non-first fragment by its datagram's first
 // fragment's verdict, or holds it until that arrives.
-func (w *worker) laterFragment(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, now uint32) {
-	p := w.p
-	frame := f.Bytes()
+func (w *worker) laterFragment(x *pkt) {
+	p, rec := &x.p, x.rec
+	frame := x.f.Bytes()
 	fk := nat.FragKeyOf(p, frame)
-	r, nsrc, ndst, ok := w.s.frags.LookupAt(fk, fragOffset(frame, p), now)
+	r, nsrc, ndst, ok := w.s.frags.LookupAt(fk, fragOffset(frame, p), x.now)
 	if !ok {
-		if !w.s.frags.Hold(fk, frame, now) {
+		if !w.s.frags.Hold(fk, frame, x.now) {
 			w.drop(packet.ReasonFragLimit, rec)
 		}
 		return
@@ -675,13 +664,15 @@ func (w *worker) laterFragment(snap *Snapshot, in *portState, rec *recEntry, f *
 		w.drop(r, rec)
 		return
 	}
-	w.forwardFragment(snap, in, rec, f, nsrc, ndst)
+	w.forwardFragment(x, nsrc, ndst)
 }
 
-func (w *worker) forwardFragment(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, nsrc, ndst uint32) {
-	p := w.p
+// forwardFragment sends a non-first fragment x on, translated to nsrc and
+// ndst by its first fragment's verdict.
+func (w *worker) forwardFragment(x *pkt, nsrc, ndst uint32) {
+	p, rec, f := &x.p, x.rec, x.f
 	frame := f.Bytes()
-	ps, d, r := w.resolve(snap, ndst)
+	ps, d, r := resolve(x.snap, ndst)
 	if r == packet.ReasonNone && ps == nil {
 		ps = pick(d.ports, nsrc^ndst)
 	}
@@ -708,7 +699,7 @@ func (w *worker) forwardFragment(snap *Snapshot, in *portState, rec *recEntry, f
 		w.tally.pout++
 		w.tally.bout += uint64(f.Len)
 	}
-	w.deliver(snap, ps, d, rec, f, ndst, k != to)
+	w.deliver(x, ps, d, ndst, k != to)
 }
 
 // fragOffset returns where a fragment's data starts in its datagram's IP
@@ -717,20 +708,20 @@ func fragOffset(frame []byte, p *packet.Parsed) int {
 	return int(packet.IPv4(frame[p.L3:]).FragField()&0x1fff) * 8
 }
 
-// fragVerdict records a first fragment's verdict for the rest of its
-// datagram and releases the fragments held for it. It is a no-op for
-// packets that are not first fragments.
-func (w *worker) fragVerdict(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, v *nat.Verdict, now uint32) {
-	p := w.p
+// fragVerdict records the verdict v of a first fragment x for the rest of
+// its datagram and releases the fragments held for it, each as a packet of
+// x's batch of its own (w.held). It is a no-op for packets that are not
+// first fragments.
+func (w *worker) fragVerdict(x *pkt, v *nat.Verdict) {
+	p := &x.p
 	if p.Frag != packet.FirstFragment {
 		return
 	}
-	frame := f.Bytes()
+	frame := x.f.Bytes()
 	fk := nat.FragKeyOf(p, frame)
 	firstEnd := p.End - p.L4 // the first fragment's data, from the start of the IP payload
-	w.s.frags.LearnFirst(fk, v.Reason, v.To.Src, v.To.Dst, firstEnd, now)
-	saved := w.p
-	w.p = &w.scratch
+	w.s.frags.LearnFirst(fk, v.Reason, v.To.Src, v.To.Dst, firstEnd, x.now)
+	rec := x.rec
 	w.s.frags.Drain(fk, func(held []byte) {
 		if v.Reason != packet.ReasonNone || w.nextra == len(w.extra) {
 			r := v.Reason
@@ -740,20 +731,22 @@ func (w *worker) fragVerdict(snap *Snapshot, in *portState, rec *recEntry, f *ta
 			w.drop(r, rec)
 			return
 		}
-		x := &w.extra[w.nextra]
+		f := &w.extra[w.nextra]
 		w.nextra++
-		x.Off = tap.Headroom
-		x.Len = copy(x.Buf[x.Off:], held)
-		x.GSO = tap.GSO{}
-		if packet.Parse(x.Bytes(), w.p) != packet.ReasonNone {
+		f.Off = tap.Headroom
+		f.Len = copy(f.Buf[f.Off:], held)
+		f.GSO = tap.GSO{}
+		h := &w.held
+		h.batch, h.f, h.h = x.batch, f, 0
+		if h.r = packet.Parse(f.Bytes(), &h.p); h.r != packet.ReasonNone {
 			w.drop(packet.ReasonBadIPHeader, rec)
 			return
 		}
-		if fragOffset(x.Bytes(), w.p) < firstEnd {
+		if fragOffset(f.Bytes(), &h.p) < firstEnd {
 			w.drop(packet.ReasonFragOverlap, rec)
 			return
 		}
-		w.forwardFragment(snap, in, rec, x, v.To.Src, v.To.Dst)
+		w.forwardFragment(h, v.To.Src, v.To.Dst)
 	})
-	w.p = saved
+	w.held.batch, w.held.f = nil, nil
 }

@@ -4,7 +4,6 @@ import (
 	"sync/atomic"
 
 	"roam/internal/packet"
-	"roam/tap"
 )
 
 // Defaults of the rate limits (Options.ICMPErrorRate, Options.DHCPRate).
@@ -58,11 +57,11 @@ func refusable(r packet.Reason) bool {
 // for: ICMP type 3 code 13 back to the sender (rate-limited, never about an
 // ICMP error), and for PAT port exhaustion a rate-limited log line. The
 // packet itself is already counted as dropped; f is reused for the answer.
-func (w *worker) refused(snap *Snapshot, in *portState, rec *recEntry, f *tap.Frame, r packet.Reason, now uint32) {
+func (w *worker) refused(x *pkt, r packet.Reason) {
 	if r == packet.ReasonNoPort4NAT {
-		w.s.logExhausted(snap, now)
+		w.s.logExhausted(x.snap, x.now)
 	}
-	p := w.p
+	p := &x.p
 	if !refusable(r) || p.Frag == packet.LaterFragment {
 		return
 	}
@@ -75,7 +74,7 @@ func (w *worker) refused(snap *Snapshot, in *portState, rec *recEntry, f *tap.Fr
 	default:
 		return
 	}
-	w.icmpErrorReply(snap, in, rec, f, packet.ICMPUnreachable, packet.ICMPCodeAdminProhib, 0, now)
+	w.icmpErrorReply(x, packet.ICMPUnreachable, packet.ICMPCodeAdminProhib, 0)
 }
 
 // logExhausted logs that PAT ran out of ports, at most once every

@@ -90,7 +90,7 @@ func allows(snap *Snapshot, rules []rule, p *packet.Parsed, peer uint32) bool {
 			return true
 		}
 		if r.gidx != 0 {
-			if _, ok := snap.groupList[r.gidx-1].members[peer]; ok {
+			if _, ok := snap.groupList[r.gidx-1].members.get(peer); ok {
 				return true
 			}
 			continue

@@ -30,15 +30,17 @@ type Snapshot struct {
 	pubMask   uint32
 	hasPubNet bool
 	subnets   []subnetEntry
-	ports     map[*portState]*recEntry // VM ports and the record attached to each
-	private   map[uint32]*recEntry     // private IP -> record
-	gateways  map[uint32]*subnetEntry  // gateway IP -> subnet
-	public    map[uint32]pubEntry      // public IP -> association
-	routes    []routeEntry             // longest prefix first
+	// The record-sized indexes are sharded and copied on write
+	// (shards.go), so delta copies only the shards it changes.
+	ports     shardMap[*portState, *recEntry] // VM ports and the record attached to each
+	private   shardMap[uint32, *recEntry]     // private IP -> record
+	gateways  map[uint32]*subnetEntry         // gateway IP -> subnet
+	public    shardMap[uint32, pubEntry]      // public IP -> association
+	routes    []routeEntry                    // longest prefix first
 	groups    map[string]*groupEntry
 	groupList []*groupEntry // by groupEntry.idx, as rules refer to them
-	records   map[string]*recEntry
-	macs      map[packet.MAC]string
+	records   shardMap[string, *recEntry]
+	macs      shardMap[packet.MAC, string]
 	draining  map[*portState]drain // ports a record left moments ago (drain.go)
 	moved     []*portState         // ports of the records delta replaced
 	gen       uint64               // distinguishes snapshots, for copy on write
@@ -71,8 +73,8 @@ type routeEntry struct {
 type groupEntry struct {
 	id      string
 	idx     int
-	gen     uint64              // the snapshot that owns (may write) this entry
-	members map[uint32]struct{} // every IP of every record in the group
+	gen     uint64                     // the snapshot that owns (may write) this entry
+	members shardMap[uint32, struct{}] // every IP of every record in the group
 	g       *Group
 }
 
@@ -90,6 +92,7 @@ type recEntry struct {
 	egress  []rule
 	pubOf   []pubEntryPair // private -> public
 	budget  int32
+	idx     int // the record's index in Config.Records when compiled
 	// cfg is the record as configured (for the flow policy). A copy, not
 	// a pointer into Config.Records: entries that ApplyDelta shares
 	// across snapshots would keep every old Records array alive.
@@ -144,13 +147,13 @@ func macOf(hw net.HardwareAddr) packet.MAC {
 func compile(cfg *Config, ports func(string) *portState, state func(id string) *recordState, defaultBudget int32) (*Snapshot, error) {
 	s := &Snapshot{
 		cfg:       cfg,
-		ports:     map[*portState]*recEntry{},
-		private:   map[uint32]*recEntry{},
+		ports:     newShardMap[*portState, *recEntry](hashPort),
+		private:   newShardMap[uint32, *recEntry](hashU32),
 		gateways:  map[uint32]*subnetEntry{},
-		public:    map[uint32]pubEntry{},
+		public:    newShardMap[uint32, pubEntry](hashU32),
 		groups:    map[string]*groupEntry{},
-		records:   map[string]*recEntry{},
-		macs:      map[packet.MAC]string{},
+		records:   newShardMap[string, *recEntry](hashString),
+		macs:      newShardMap[packet.MAC, string](hashMAC),
 		uplinkMTU: 1500,
 	}
 	if len(cfg.GatewayMAC) == 0 {
@@ -226,7 +229,7 @@ func compile(cfg *Config, ports func(string) *portState, state func(id string) *
 		if _, dup := s.groups[g.ID]; dup || g.ID == "" {
 			return nil, cfgErr(fmt.Sprintf("groups[%d].id", i), g.ID, "empty or duplicate")
 		}
-		ge := &groupEntry{id: g.ID, g: g, idx: len(s.groupList), gen: s.gen, members: map[uint32]struct{}{}}
+		ge := &groupEntry{id: g.ID, g: g, idx: len(s.groupList), gen: s.gen, members: newShardMap[uint32, struct{}](hashU32)}
 		s.groups[g.ID] = ge
 		s.groupList = append(s.groupList, ge)
 	}
@@ -259,7 +262,7 @@ func recField(i int, field string, j ...int) string {
 // addRecord validates record r (cfg.Records[i]) against what s holds and
 // adds it to s's indexes. Its rules are compiled later (compileRecordRules).
 func (s *Snapshot) addRecord(r *Record, i int, ports func(string) *portState, state func(id string) *recordState, defaultBudget int32) error {
-	if r.ID == "" || s.records[r.ID] != nil {
+	if r.ID == "" || s.records.at(r.ID) != nil {
 		return cfgErr(recField(i, "id"), r.ID, "empty or duplicate")
 	}
 	sn := s.subnetByID(r.Subnet)
@@ -269,7 +272,7 @@ func (s *Snapshot) addRecord(r *Record, i int, ports func(string) *portState, st
 	if len(r.MAC) != 6 {
 		return cfgErr(recField(i, "mac"), r.MAC, "want 6 bytes")
 	}
-	e := &recEntry{id: r.ID, subnet: sn, mac: macOf(r.MAC), sdc: r.SourceDestCheck, cfg: *r}
+	e := &recEntry{id: r.ID, idx: i, subnet: sn, mac: macOf(r.MAC), sdc: r.SourceDestCheck, cfg: *r}
 	switch r.FlowPolicy {
 	case "", FlowKeep, FlowReevaluate, FlowReset:
 	default:
@@ -278,7 +281,7 @@ func (s *Snapshot) addRecord(r *Record, i int, ports func(string) *portState, st
 	if e.mac.IsMulticast() || e.mac == (packet.MAC{}) {
 		return cfgErr(recField(i, "mac"), r.MAC, "not a unicast address")
 	}
-	if other, dup := s.macs[e.mac]; dup {
+	if other, dup := s.macs.get(e.mac); dup {
 		return cfgErr(recField(i, "mac"), r.MAC, "also used by %s", other)
 	}
 	if len(r.IPs) == 0 {
@@ -293,7 +296,7 @@ func (s *Snapshot) addRecord(r *Record, i int, ports func(string) *portState, st
 		if a == sn.gateway || a == sn.net || a == sn.net|^sn.mask {
 			return cfgErr(recField(i, "ips", j), ip, "reserved address of subnet %s", sn.id)
 		}
-		if o := s.private[a]; o != nil {
+		if o := s.private.at(a); o != nil {
 			return cfgErr(recField(i, "ips", j), ip, "already held by %s", o.id)
 		}
 		if e.hasIP(a) {
@@ -306,7 +309,7 @@ func (s *Snapshot) addRecord(r *Record, i int, ports func(string) *portState, st
 		if p == nil {
 			return cfgErr(recField(i, "ports", j), name, "no such port")
 		}
-		if o := s.ports[p]; o != nil {
+		if o := s.ports.at(p); o != nil {
 			return cfgErr(recField(i, "ports", j), name, "already attached to %s", o.id)
 		}
 		if p == s.uplink {
@@ -335,7 +338,7 @@ func (s *Snapshot) addRecord(r *Record, i int, ports func(string) *portState, st
 		if pub == s.publicIP {
 			return cfgErr(recField(i, "public_ips", j)+".public", as.Public, "is the gateway's public IP")
 		}
-		if o, dup := s.public[pub]; dup {
+		if o, dup := s.public.get(pub); dup {
 			return cfgErr(recField(i, "public_ips", j)+".public", as.Public, "already associated with %s", o.rec.id)
 		}
 		if _, dup := e.publicFor(priv); dup {
@@ -344,20 +347,20 @@ func (s *Snapshot) addRecord(r *Record, i int, ports func(string) *portState, st
 		e.pubOf = append(e.pubOf, pubEntryPair{priv, pub})
 	}
 	// Valid: index it.
-	s.macs[e.mac] = r.ID
+	s.macs.set(e.mac, r.ID, s.gen)
 	for _, a := range e.ips {
-		s.private[a] = e
+		s.private.set(a, e, s.gen)
 	}
 	for _, p := range e.ports {
-		s.ports[p] = e
+		s.ports.set(p, e, s.gen)
 	}
 	for _, pp := range e.pubOf {
-		s.public[pp.public] = pubEntry{rec: e, private: pp.private}
+		s.public.set(pp.public, pubEntry{rec: e, private: pp.private}, s.gen)
 	}
 	for _, g := range r.Groups {
 		ge := s.ownGroup(g)
 		for _, a := range e.ips {
-			ge.members[a] = struct{}{}
+			ge.members.set(a, struct{}{}, ge.gen)
 		}
 	}
 	e.groups = r.Groups
@@ -367,27 +370,27 @@ func (s *Snapshot) addRecord(r *Record, i int, ports func(string) *portState, st
 	if r.FlowBudget > 0 {
 		e.budget = int32(r.FlowBudget)
 	}
-	s.records[r.ID] = e
+	s.records.set(r.ID, e, s.gen)
 	return nil
 }
 
 // removeRecord takes record e out of s's indexes (delta).
 func (s *Snapshot) removeRecord(e *recEntry) {
-	delete(s.records, e.id)
-	delete(s.macs, e.mac)
+	s.records.del(e.id, s.gen)
+	s.macs.del(e.mac, s.gen)
 	for _, a := range e.ips {
-		if s.private[a] == e {
-			delete(s.private, a)
+		if s.private.at(a) == e {
+			s.private.del(a, s.gen)
 		}
 	}
 	for _, p := range e.ports {
-		if s.ports[p] == e {
-			delete(s.ports, p)
+		if s.ports.at(p) == e {
+			s.ports.del(p, s.gen)
 		}
 	}
 	for _, pp := range e.pubOf {
-		if s.public[pp.public].rec == e {
-			delete(s.public, pp.public)
+		if s.public.at(pp.public).rec == e {
+			s.public.del(pp.public, s.gen)
 		}
 	}
 	for _, g := range e.groups {
@@ -396,7 +399,7 @@ func (s *Snapshot) removeRecord(e *recEntry) {
 		}
 		ge := s.ownGroup(g)
 		for _, a := range e.ips {
-			delete(ge.members, a)
+			ge.members.del(a, ge.gen)
 		}
 	}
 }
@@ -408,7 +411,7 @@ func (s *Snapshot) ownGroup(id string) *groupEntry {
 	if ge.gen == s.gen {
 		return ge
 	}
-	ng := &groupEntry{id: ge.id, g: ge.g, idx: ge.idx, gen: s.gen, members: maps.Clone(ge.members)}
+	ng := &groupEntry{id: ge.id, g: ge.g, idx: ge.idx, gen: s.gen, members: ge.members}
 	s.groups[id] = ng
 	s.groupList[ng.idx] = ng
 	return ng
@@ -425,7 +428,7 @@ func (s *Snapshot) subnetByID(id string) *subnetEntry {
 
 // compileRecordRules resolves the security group rules of record r.
 func (s *Snapshot) compileRecordRules(r *Record) error {
-	e := s.records[r.ID]
+	e := s.records.at(r.ID)
 	e.ingress, e.egress = nil, nil
 	if len(r.Groups) == 0 {
 		e.egress = allowAll
@@ -454,7 +457,7 @@ func (s *Snapshot) compileRoutes(cfg *Config) error {
 		if !rt.Prefix.IsValid() || !rt.Prefix.Addr().Is4() {
 			return cfgErr(f+".prefix", rt.Prefix, "want an IPv4 prefix")
 		}
-		e := s.records[rt.Record]
+		e := s.records.at(rt.Record)
 		if e == nil {
 			return cfgErr(f+".record", rt.Record, "no such record")
 		}
@@ -467,32 +470,43 @@ func (s *Snapshot) compileRoutes(cfg *Config) error {
 
 // delta builds the snapshot of cfg from s when cfg differs from s's config
 // only in the records named by changed: the other records' entries are
-// shared, the indexes are cloned and the changed records replaced. Its cost
-// is that of cloning the indexes (flat copies) plus the changed records,
-// not that of compiling every record.
+// shared, and so are the shards of the indexes (shards.go) that the
+// changed records do not touch. Its cost is that of the changed records,
+// each cloning the few shards it touches (about len/256 entries each),
+// plus the routes and groups (one entry each); a record removed, added
+// away from the end of Config.Records or moved in it also costs a scan of
+// Config.Records. It does not compile or copy the other records.
 func (s *Snapshot) delta(cfg *Config, changed []string, ports func(string) *portState, state func(id string) *recordState, defaultBudget int32, gen uint64) (*Snapshot, error) {
 	ns := *s
 	ns.moved = nil
 	ns.cfg = cfg
 	ns.gen = gen
-	ns.ports = maps.Clone(s.ports)
-	ns.private = maps.Clone(s.private)
-	ns.public = maps.Clone(s.public)
-	ns.records = maps.Clone(s.records)
-	ns.macs = maps.Clone(s.macs)
+	// The sharded indexes came with the copy of *s; writes clone only
+	// the shards they touch (shards.go). groups is one entry per group.
 	ns.groups = maps.Clone(s.groups)
 	ns.groupList = slices.Clone(s.groupList)
 	want := make(map[string]int, len(changed))
+	unresolved := 0
 	for _, id := range changed {
 		want[id] = -1
-		if e := ns.records[id]; e != nil {
+		if e := ns.records.at(id); e != nil {
+			// The record most often keeps its place in Config.Records:
+			// look there first, and scan the list only for those that
+			// moved, were added or were removed.
+			if e.idx < len(cfg.Records) && cfg.Records[e.idx].ID == id {
+				want[id] = e.idx
+			}
 			ns.moved = append(ns.moved, e.ports...)
 			ns.removeRecord(e)
 		}
+		if want[id] < 0 {
+			unresolved++
+		}
 	}
-	for i := range cfg.Records {
-		if _, ok := want[cfg.Records[i].ID]; ok {
+	for i := len(cfg.Records) - 1; i >= 0 && unresolved > 0; i-- { // added records are usually last
+		if j, ok := want[cfg.Records[i].ID]; ok && j < 0 {
 			want[cfg.Records[i].ID] = i
+			unresolved--
 		}
 	}
 	for _, id := range changed {
@@ -551,7 +565,7 @@ func (s *Snapshot) publicAddrs() []uint32 {
 	if s.publicIP != 0 {
 		out = append(out, s.publicIP)
 	}
-	for a := range s.public {
+	for a := range s.public.all() {
 		out = append(out, a)
 	}
 	return out
@@ -562,6 +576,6 @@ func (s *Snapshot) isPublic(a uint32) bool {
 	if a == s.publicIP && a != 0 {
 		return true
 	}
-	_, ok := s.public[a]
+	_, ok := s.public.get(a)
 	return ok
 }

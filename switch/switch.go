@@ -164,8 +164,11 @@ func New(o Options) *Switch {
 	if o.DHCPRate == 0 {
 		o.DHCPRate = DefaultDHCPRate
 	}
-	if o.AddressDependentFiltering && !o.EndpointIndependentFiltering {
-		o.PAT.TrackPeers = true
+	switch {
+	case o.EndpointIndependentFiltering:
+		o.PAT.Filtering = nat.FilterEndpointIndependent
+	case o.AddressDependentFiltering:
+		o.PAT.Filtering = nat.FilterAddress
 	}
 	s := &Switch{
 		o:       o,
@@ -223,8 +226,11 @@ func (s *Switch) Apply(cfg *Config) error {
 // ApplyDelta publishes cfg, which must differ from the config in force
 // only in the records named by changed (modified, added or removed;
 // everything else, subnets, groups, routes targets aside, the same). Only
-// those records are compiled; the others' entries are shared with the
-// snapshot in force, so a reassign costs the same with 10 records or 10K.
+// those records are compiled; the others' entries, and the index shards
+// the change does not touch, are shared with the snapshot in force
+// (shards.go), so a reassign costs about the same with 10K records as with
+// 100K (BenchmarkApplyDelta: 20 µs and 100 µs, against 1.3 ms and 15 ms
+// when the indexes were cloned whole).
 // Like Apply, it is atomic and an invalid cfg changes nothing.
 func (s *Switch) ApplyDelta(cfg *Config, changed []string) error {
 	s.applyMu.Lock()

@@ -136,7 +136,7 @@ func (w *worker) resolveNeighbor(snap *Snapshot, dst uint32) {
 	}
 	src := snap.publicIP
 	if src == 0 {
-		for a := range snap.public {
+		for a := range snap.public.all() {
 			src = a
 			break
 		}

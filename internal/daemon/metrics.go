@@ -121,7 +121,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		a := ip.As4()
 		pub := binary.BigEndian.Uint32(a[:])
 		for _, proto := range []uint8{6, 17, 1} {
-			n := sw.Conntrack().PAT.InUse(pub, proto)
+			n := sw.Conntrack().PATInUse(pub, proto)
 			ch <- prometheus.MustNewConstMetric(descNATPortsUsed, prometheus.GaugeValue, float64(n), ip.String(), control.ProtocolName(proto))
 		}
 	}
