@@ -65,7 +65,6 @@ func DefaultTimeouts() Timeouts { return Timeouts{}.withDefaults().public() }
 type timeouts struct {
 	tcp                           [numStates]uint32
 	udp, udpStream, icmp, generic uint32
-	src                           Timeouts
 }
 
 func (t Timeouts) withDefaults() timeouts {

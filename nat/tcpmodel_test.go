@@ -30,11 +30,10 @@ func TestTCPConversations(t *testing.T) {
 		k := tup(tcp, privA, uint16(1024+seed), remote1, 443)
 		var reply Tuple
 		type side struct {
-			nxt    uint32 // SND.NXT
-			una    []uint32
-			ws     int8
-			win    uint16
-			wscale int8
+			nxt uint32 // SND.NXT
+			una []uint32
+			ws  int8
+			win uint16
 		}
 		var sd [2]side
 		sd[Orig].nxt, sd[Reply].nxt = -uint32(r.IntN(1<<16)), r.Uint32()

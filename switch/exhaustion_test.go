@@ -77,7 +77,6 @@ type estFlow struct {
 	fromPort    string // where its outbound frame enters
 	out, in     []byte // a data segment each way
 	outTo, inTo string // where each must arrive
-	key         []byte // bytes identifying it in a delivered frame (src IP+port or dst port)
 }
 
 // establish opens n TCP connections: inbound to A's public IP (port 80)
