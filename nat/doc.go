@@ -66,4 +66,8 @@
 // (mid-stream pick-up); a RST closes it only when its sequence number is in
 // the window; a SYN on a TIME_WAIT or CLOSE flow reopens it in place with
 // the same translation (port reuse after close).
+//
+// The reasons nat refuses or drops for (table_full, flow_budget,
+// nat_ports_exhausted, unsolicited, fragments...) are declared here, in
+// nat's range of packet.Reason (reason.go); the switch counts them.
 package nat

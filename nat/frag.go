@@ -120,7 +120,7 @@ func (f *Frags) Lookup(k FragKey, now uint32) (reason packet.Reason, newSrc, new
 
 // LookupAt is Lookup for a later fragment whose data starts off bytes into
 // the IP payload: one that overlaps the first fragment gets
-// packet.ReasonFragOverlap (off < 0 skips the check).
+// ReasonFragOverlap (off < 0 skips the check).
 func (f *Frags) LookupAt(k FragKey, off int, now uint32) (reason packet.Reason, newSrc, newDst uint32, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -129,7 +129,7 @@ func (f *Frags) LookupAt(k FragKey, off int, now uint32) (reason packet.Reason, 
 		return 0, 0, 0, false
 	}
 	if off >= 0 && off < int(e.firstEnd) && e.reason == packet.ReasonNone {
-		return packet.ReasonFragOverlap, 0, 0, true
+		return ReasonFragOverlap, 0, 0, true
 	}
 	return e.reason, e.to.Src, e.to.Dst, true
 }

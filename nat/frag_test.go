@@ -31,14 +31,14 @@ func TestFragsLearnLookup(t *testing.T) {
 	if !fs.Learn(fragKey(1), packet.ReasonNone, pub, remote1, t0) {
 		t.Fatal("Learn: false")
 	}
-	if !fs.Learn(fragKey(2), packet.ReasonSGEgress, 0, 0, t0) {
+	if !fs.Learn(fragKey(2), ReasonBudget, 0, 0, t0) {
 		t.Fatal("Learn: false")
 	}
 	r, src, dst, ok := fs.Lookup(fragKey(1), t0+30)
 	if !ok || r != packet.ReasonNone || src != pub || dst != remote1 {
 		t.Errorf("Lookup(1): got %v %v %v %v, want none 203.0.113.1 198.51.100.7 true", r, packet.Addr(src), packet.Addr(dst), ok)
 	}
-	if r, _, _, ok := fs.Lookup(fragKey(2), t0); !ok || r != packet.ReasonSGEgress {
+	if r, _, _, ok := fs.Lookup(fragKey(2), t0); !ok || r != ReasonBudget {
 		t.Errorf("Lookup(2): got %v %v, want sg_egress true", r, ok)
 	}
 	if _, _, _, ok := fs.Lookup(fragKey(1), t0+31); ok {

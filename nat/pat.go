@@ -56,10 +56,10 @@ func HasPorts(proto uint8) bool {
 // cannot translate; sp is unchanged then.
 func (t *Table) OutboundPAT(sp *Spec, pub uint32) packet.Reason {
 	if pub == 0 {
-		return packet.ReasonNoPublicIP
+		return ReasonNoPublicIP
 	}
 	if !HasPorts(sp.Orig.Proto) {
-		return packet.ReasonUnsupportedL4
+		return ReasonUnsupportedL4
 	}
 	sp.To.Src, sp.PATOut = pub, true
 	return packet.ReasonNone
@@ -251,7 +251,7 @@ func (a *patAlloc) acquire(pub uint32, proto uint8, priv uint32, port uint16, no
 	// bound while most of the range is free.
 	first := lo + (lo^uint32(port))&1 // lowest port of the range with port's parity
 	if first > hi {
-		return 0, packet.ReasonNoPort4NAT
+		return 0, ReasonNoPort4NAT
 	}
 	n := (hi-first)/2 + 1 // ports of that parity in the range
 	stride := coprimeStride(n)
@@ -263,7 +263,7 @@ func (a *patAlloc) acquire(pub uint32, proto uint8, priv uint32, port uint16, no
 			return take(c)
 		}
 	}
-	return 0, packet.ReasonNoPort4NAT
+	return 0, ReasonNoPort4NAT
 }
 
 // coprimeStride returns a step near n/φ that is coprime to n, so that

@@ -342,7 +342,7 @@ func (t *Table) TrackHashed(k Tuple, h uint64, seg *Seg, now uint32, v *Verdict)
 	}
 	t.updateLocked(x.flow(ref), ref, dir, seg, now, v)
 	x.mu.Unlock()
-	if !v.Found && v.Reason == packet.ReasonUnsolicited {
+	if !v.Found && v.Reason == ReasonUnsolicited {
 		// A reply to an expired flow (the only way updateLocked says
 		// so): the flow is dead, remove it.
 		t.dropExpired(k, now)
@@ -427,14 +427,14 @@ func (t *Table) updateLocked(f *flow, ref uint32, dir Dir, seg *Seg, now uint32,
 		// here tells TrackInto and Create to remove it).
 		if dir == Reply {
 			v.Found = false
-			v.Reason = packet.ReasonUnsolicited
+			v.Reason = ReasonUnsolicited
 			return
 		}
 		if f.t[Orig].Proto == packet.ProtoTCP && seg != nil && !tcpCanCreate(seg.Flags) {
 			// Only what could start a new flow starts an expired
 			// one again (as Create refuses a RST or a FIN).
 			v.Found = false
-			v.Reason = packet.ReasonInvalidState
+			v.Reason = ReasonInvalidState
 			return
 		}
 		f.state = 0
@@ -510,7 +510,7 @@ type Spec struct {
 // refused and established flows are not touched.
 func (t *Table) Create(sp *Spec, seg *Seg, now uint32) Verdict {
 	if seg != nil && !tcpCanCreate(seg.Flags) {
-		return Verdict{Reason: packet.ReasonInvalidState}
+		return Verdict{Reason: ReasonInvalidState}
 	}
 	to := sp.To
 	if sp.PATOut {
@@ -522,19 +522,19 @@ func (t *Table) Create(sp *Spec, seg *Seg, now uint32) Verdict {
 		to.SPort = port
 	} else if sp.PATIn {
 		if !t.pat.ref(to.Proto, sp.Orig.Dst, sp.Orig.DPort, to.Dst, to.DPort) {
-			return Verdict{Reason: packet.ReasonUnsolicited}
+			return Verdict{Reason: ReasonUnsolicited}
 		}
 	}
 	t.advance(now)
 	v := t.create(sp, to, seg, now)
-	if (v.Reason == packet.ReasonNATConflict && t.dropExpired(to.Reverse(), now)) ||
-		(v.Reason == packet.ReasonUnsolicited && t.dropExpired(sp.Orig, now)) {
+	if (v.Reason == ReasonNATConflict && t.dropExpired(to.Reverse(), now)) ||
+		(v.Reason == ReasonUnsolicited && t.dropExpired(sp.Orig, now)) {
 		// The tuple is taken by a flow that expired but was not swept
 		// yet (or sp.Orig is the reply of one): it is dead, and was
 		// removed; try again.
 		v = t.create(sp, to, seg, now)
 	}
-	if (v.Reason == packet.ReasonTableFull || v.Reason == packet.ReasonBudget) && t.reclaimAt.Swap(now) != now {
+	if (v.Reason == ReasonTableFull || v.Reason == ReasonBudget) && t.reclaimAt.Swap(now) != now {
 		// Full (or the owner at its budget), and create could only
 		// reclaim expired flows of its own two shards: sweep the others
 		// (bounded, at most once a second, so a flood of new flows
@@ -606,19 +606,19 @@ func (t *Table) create(sp *Spec, to Tuple, seg *Seg, now uint32) Verdict {
 	}
 	if _, _, ok := t.findLocked(sr, reply, hr); ok {
 		// The translated tuple is taken by another flow.
-		return Verdict{Reason: packet.ReasonNATConflict}
+		return Verdict{Reason: ReasonNATConflict}
 	}
 	if !t.reserve() && (t.reclaimLocked(so, sr, now) == 0 || !t.reserve()) {
-		return Verdict{Reason: packet.ReasonTableFull}
+		return Verdict{Reason: ReasonTableFull}
 	}
 	if !t.charge(sp.Owner, sp.Budget) {
 		t.count.Add(-1)
-		return Verdict{Reason: packet.ReasonBudget}
+		return Verdict{Reason: ReasonBudget}
 	}
 	ref := so.allocLocked()
 	if ref == 0 {
 		t.uncharge(sp.Owner)
-		return Verdict{Reason: packet.ReasonTableFull}
+		return Verdict{Reason: ReasonTableFull}
 	}
 	f := so.flow(ref)
 	f.t[Orig], f.t[Reply] = orig, reply

@@ -178,8 +178,8 @@ func TestPATParityAndExhaustion(t *testing.T) {
 	}
 	// All 5 even ports are taken: the next even endpoint is refused.
 	v := tb.Create(patSpec(tup(udp, privA+100, 5000, remote1, 53), 1), nil, t0)
-	if v.Reason != packet.ReasonNoPort4NAT {
-		t.Errorf("exhausted: got %v, want %v", v.Reason, packet.ReasonNoPort4NAT)
+	if v.Reason != ReasonNoPort4NAT {
+		t.Errorf("exhausted: got %v, want %v", v.Reason, ReasonNoPort4NAT)
 	}
 	if n := tb.Len(); n != 5 {
 		t.Errorf("Len: got %d, want 5", n)
@@ -277,19 +277,19 @@ func TestTCPStates(t *testing.T) {
 			step{Orig, S, 7777, 0, 0, StateSynSent, 0, true}, // reuse after RST
 		)},
 		{"RST out of window dropped", append(append([]step{}, handshake...),
-			step{Reply, R, 5001 + 1<<20, 0, 0, StateEstablished, packet.ReasonInvalidState, false},
-			step{Orig, R | A, 101 + 1<<31, 0, 0, StateEstablished, packet.ReasonInvalidState, false},
+			step{Reply, R, 5001 + 1<<20, 0, 0, StateEstablished, ReasonInvalidState, false},
+			step{Orig, R | A, 101 + 1<<31, 0, 0, StateEstablished, ReasonInvalidState, false},
 			step{Orig, R | A, 101, 5001, 0, StateClose, 0, false},
 		)},
 		{"RST answering a SYN must acknowledge it", []step{
 			{Orig, S, 100, 0, 0, StateSynSent, 0, true},
-			{Reply, R | A, 0, 555, 0, StateSynSent, packet.ReasonInvalidState, false},
+			{Reply, R | A, 0, 555, 0, StateSynSent, ReasonInvalidState, false},
 			{Reply, R | A, 0, 101, 0, StateClose, 0, false},
 		}},
 		{"RST answering a SYN retried with an earlier ISN", []step{
 			{Orig, S, 100, 0, 0, StateSynSent, 0, true},
 			{Orig, S, 50, 0, 0, StateSynSent, 0, false},
-			{Reply, R | A, 0, 101, 0, StateSynSent, packet.ReasonInvalidState, false},
+			{Reply, R | A, 0, 101, 0, StateSynSent, ReasonInvalidState, false},
 			{Reply, R | A, 0, 51, 0, StateClose, 0, false},
 		}},
 		{"SYN-ACK retried with a new ISN", []step{
@@ -302,15 +302,15 @@ func TestTCPStates(t *testing.T) {
 		{"mid-stream pick-up by a bare ACK", []step{
 			{Orig, A, 12345, 999, 10, StateEstablished, 0, true},
 			{Reply, A, 999, 12355, 0, StateEstablished, 0, false},
-			{Reply, R, 999 + 1<<24, 0, 0, StateEstablished, packet.ReasonInvalidState, false},
+			{Reply, R, 999 + 1<<24, 0, 0, StateEstablished, ReasonInvalidState, false},
 		}},
 		{"mid-stream pick-up by PSH-ACK", []step{
 			{Orig, P | A, 12345, 999, 10, StateEstablished, 0, true},
 		}},
-		{"SYN-ACK cannot start a flow", []step{{Orig, S | A, 1, 1, 0, StateNone, packet.ReasonInvalidState, false}}},
-		{"RST cannot start a flow", []step{{Orig, R, 1, 0, 0, StateNone, packet.ReasonInvalidState, false}}},
-		{"FIN cannot start a flow", []step{{Orig, F | A, 1, 1, 0, StateNone, packet.ReasonInvalidState, false}}},
-		{"SYN-RST cannot start a flow", []step{{Orig, S | R, 1, 1, 0, StateNone, packet.ReasonInvalidState, false}}},
+		{"SYN-ACK cannot start a flow", []step{{Orig, S | A, 1, 1, 0, StateNone, ReasonInvalidState, false}}},
+		{"RST cannot start a flow", []step{{Orig, R, 1, 0, 0, StateNone, ReasonInvalidState, false}}},
+		{"FIN cannot start a flow", []step{{Orig, F | A, 1, 1, 0, StateNone, ReasonInvalidState, false}}},
+		{"SYN-RST cannot start a flow", []step{{Orig, S | R, 1, 1, 0, StateNone, ReasonInvalidState, false}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -352,7 +352,7 @@ func TestTCPDroppedSegmentDoesNotRefresh(t *testing.T) {
 	c.send(Reply, packet.TCPSyn|packet.TCPAck, 5000, 101, 0, t0)
 	c.send(Orig, packet.TCPAck, 101, 5001, 0, t0)
 	est := uint32(DefaultTimeouts().TCPEstablished / time.Second)
-	if v := c.send(Reply, packet.TCPRst, 1<<30, 0, 0, t0+est); v.Reason != packet.ReasonInvalidState {
+	if v := c.send(Reply, packet.TCPRst, 1<<30, 0, 0, t0+est); v.Reason != ReasonInvalidState {
 		t.Fatalf("out-of-window RST: got %v, want invalid_state", v.Reason)
 	}
 	if v := c.send(Reply, packet.TCPAck, 5001, 101, 0, t0+est+1); v.Found {
@@ -496,7 +496,7 @@ func TestExpiredReplyStartsNewFlow(t *testing.T) {
 	old := natSpec(tup(udp, privA, 5000, remote2, 53), tup(udp, eip2, 5000, remote2, 53), 1)
 	mustCreate(t, tb, old, nil, t0)
 	moved := natSpec(tup(udp, privB, 5000, remote2, 53), tup(udp, eip2, 5000, remote2, 53), 2)
-	if v := tb.Create(moved, nil, t0+1); v.Reason != packet.ReasonNATConflict {
+	if v := tb.Create(moved, nil, t0+1); v.Reason != ReasonNATConflict {
 		t.Errorf("live conflict: got %v, want nat_conflict", v.Reason)
 	}
 	if v := tb.Create(moved, nil, late); v.Reason != packet.ReasonNone || !v.New {
@@ -513,7 +513,7 @@ func TestExpiredTCPNotRevivedByRST(t *testing.T) {
 	mustCreate(t, tb, patSpec(k, 1), &Seg{Flags: packet.TCPSyn, Seq: 1, WScale: -1}, t0)
 	late := t0 + uint32(DefaultTimeouts().TCPTransitory/time.Second) + 1
 	for _, fl := range []uint8{packet.TCPRst, packet.TCPFin | packet.TCPAck, packet.TCPSyn | packet.TCPAck} {
-		if v := tb.Track(k, &Seg{Flags: fl, Seq: 5, WScale: -1}, late); v.Found || v.Reason != packet.ReasonInvalidState {
+		if v := tb.Track(k, &Seg{Flags: fl, Seq: 5, WScale: -1}, late); v.Found || v.Reason != ReasonInvalidState {
 			t.Errorf("flags %#x on an expired flow: got found %v reason %v, want invalid_state", fl, v.Found, v.Reason)
 		}
 	}
@@ -627,7 +627,7 @@ func TestREQ8Flush(t *testing.T) {
 func TestRefusedDoesNotHoldPort(t *testing.T) {
 	tb := NewTable(Options{MaxFlows: 1})
 	mustCreate(t, tb, patSpec(tup(udp, privA, 1, remote1, 53), 1), nil, t0)
-	if v := tb.Create(patSpec(tup(udp, privB, 40000, remote1, 53), 1), nil, t0); v.Reason != packet.ReasonTableFull {
+	if v := tb.Create(patSpec(tup(udp, privB, 40000, remote1, 53), 1), nil, t0); v.Reason != ReasonTableFull {
 		t.Fatalf("full table: got %v, want table_full", v.Reason)
 	}
 	if tb.PATInUse(pub, udp) != 1 {
@@ -650,7 +650,7 @@ func TestLimits(t *testing.T) {
 		}
 		for i := 0; i < 10; i++ {
 			v := tb.Create(patSpec(tup(tcp, privB, uint16(1000+i), remote1, 80), 2), &Seg{Flags: packet.TCPSyn, WScale: -1}, t0+1)
-			if v.Reason != packet.ReasonTableFull || v.Found {
+			if v.Reason != ReasonTableFull || v.Found {
 				t.Fatalf("new flow on a full table: got %v found %v, want table_full", v.Reason, v.Found)
 			}
 		}
@@ -690,7 +690,7 @@ func TestLimits(t *testing.T) {
 				t.Fatalf("owner 1 flow %d: got %v", i, v.Reason)
 			}
 		}
-		if v := budget(1, 200); v.Reason != packet.ReasonBudget {
+		if v := budget(1, 200); v.Reason != ReasonBudget {
 			t.Errorf("owner 1 over budget: got %v, want flow_budget", v.Reason)
 		}
 		for i := 0; i < 3; i++ {
@@ -732,7 +732,7 @@ func TestNATConflict(t *testing.T) {
 	mustCreate(t, tb, natSpec(tup(udp, privA, 5000, remote1, 53), tup(udp, eip, 5000, remote1, 53), 1), nil, t0)
 	// Another private host mapped to the same public tuple.
 	v := tb.Create(natSpec(tup(udp, privB, 5000, remote1, 53), tup(udp, eip, 5000, remote1, 53), 2), nil, t0)
-	if v.Reason != packet.ReasonNATConflict {
+	if v.Reason != ReasonNATConflict {
 		t.Errorf("got %v, want nat_conflict", v.Reason)
 	}
 	if tb.Len() != 1 || tb.OwnerLen(2) != 0 {
@@ -767,12 +767,12 @@ func TestPATIn(t *testing.T) {
 	// one (a Lookup that raced with the port's reuse).
 	other := mustCreate(t, tb, patSpec(tup(udp, privB, 41000, remote1, 3478), 1), nil, t0+1)
 	wrong := &Spec{Orig: tup(udp, remote2, 999, pub, other.To.SPort), To: tup(udp, remote2, 999, privA, 40000), PATIn: true, Owner: 1}
-	if v := tb.Create(wrong, nil, t0+1); v.Reason != packet.ReasonUnsolicited {
+	if v := tb.Create(wrong, nil, t0+1); v.Reason != ReasonUnsolicited {
 		t.Errorf("inbound towards the wrong endpoint: got %v, want unsolicited", v.Reason)
 	}
 	tb.Flush(0)
 	// No mapping, no inbound flow.
-	if v := tb.Create(in, nil, t0+streamTO+3); v.Reason != packet.ReasonUnsolicited {
+	if v := tb.Create(in, nil, t0+streamTO+3); v.Reason != ReasonUnsolicited {
 		t.Errorf("inbound without a mapping: got %v, want unsolicited", v.Reason)
 	}
 }

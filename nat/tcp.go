@@ -170,7 +170,7 @@ func (t *Table) tcpLocked(f *flow, dir Dir, s *Seg) (uint8, packet.Reason) {
 	switch {
 	case fl&packet.TCPRst != 0:
 		if !f.rstInWindow(d, s) {
-			return st, packet.ReasonInvalidState
+			return st, ReasonInvalidState
 		}
 		f.state = StateClose
 		return f.state, packet.ReasonNone
@@ -191,7 +191,7 @@ func (t *Table) tcpLocked(f *flow, dir Dir, s *Seg) (uint8, packet.Reason) {
 		case st == StateSynSent2 && dir == Orig:
 			f.state = StateSynRecv
 		case dir == Orig && (st == StateTimeWait || st == StateClose):
-			return st, packet.ReasonInvalidState
+			return st, ReasonInvalidState
 		}
 		f.window(d, s)
 	case fl&packet.TCPFin != 0:

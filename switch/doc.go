@@ -25,7 +25,10 @@
 //
 // Every frame gets exactly one verdict, counted: forwarded (some of them
 // translated), local (answered by roam) or dropped with a reason
-// (packet.Reason). Fragments that arrive before their first fragment are
+// (packet.Reason). Each package that drops owns its reasons: the parser's
+// are in packet, conntrack's and the NAT's in nat (nat/reason.go), the
+// switch's own decisions here (reason.go); all count in one array indexed
+// by packet.Reason. Fragments that arrive before their first fragment are
 // held (Counters.Held) until it comes or they time out.
 //
 // # Invariants

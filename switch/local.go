@@ -25,24 +25,24 @@ func (w *worker) arp(x *pkt) {
 			w.bc.local++ // an answer to roam's own request
 			return
 		}
-		w.drop(packet.ReasonARPIgnored, rec)
+		w.drop(ReasonARPIgnored, rec)
 		return
 	}
 	var answer packet.MAC
 	switch {
 	case up:
 		if !snap.isPublic(tip) {
-			w.drop(packet.ReasonARPIgnored, nil)
+			w.drop(ReasonARPIgnored, nil)
 			return
 		}
 		answer = snap.gwMAC
 	default:
 		if rec.sdc && sip != 0 && !rec.hasIP(sip) {
-			w.drop(packet.ReasonSourceCheck, rec) // a spoofed sender
+			w.drop(ReasonSourceCheck, rec) // a spoofed sender
 			return
 		}
 		if sip == tip {
-			w.drop(packet.ReasonARPIgnored, rec) // gratuitous
+			w.drop(ReasonARPIgnored, rec) // gratuitous
 			return
 		}
 		if tip == rec.subnet.gateway {
@@ -50,7 +50,7 @@ func (w *worker) arp(x *pkt) {
 		} else if d := snap.private.at(tip); d != nil && d.subnet == rec.subnet {
 			answer = d.mac
 		} else {
-			w.drop(packet.ReasonARPIgnored, rec)
+			w.drop(ReasonARPIgnored, rec)
 			return
 		}
 	}
@@ -73,7 +73,7 @@ func (w *worker) toGateway(x *pkt) {
 		w.echoReply(x)
 		return
 	}
-	w.drop(packet.ReasonNotForUs, x.rec)
+	w.drop(ReasonNotForUs, x.rec)
 }
 
 // echoReply turns an ICMP echo request x into its reply in place and sends

@@ -113,12 +113,12 @@ func (c *ovsCT) run(in []byte) ovsOut {
 	}
 	if p.IsError {
 		if !nat.ICMPChecksumValid(frame, &p) || !packet.IPv4(frame[p.Inner.L3:p.End]).ChecksumValid() {
-			return ovsOut{reason: packet.ReasonBadChecksum}
+			return ovsOut{reason: ReasonBadChecksum}
 		}
 		ek := nat.ErrorKey(&p)
 		v := c.ct.Peek(ek, c.now)
 		if !v.Found {
-			return ovsOut{reason: packet.ReasonICMPNoFlow}
+			return ovsOut{reason: ReasonICMPNoFlow}
 		}
 		if ek != v.To {
 			nat.RewriteError(frame, &p, ek, v.To)

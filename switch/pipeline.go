@@ -128,14 +128,14 @@ func (w *worker) process(in *portState, frames []tap.Frame) {
 		w.lastEx = now
 		w.s.ct.Expire(now, 256)
 		if _, dropped := w.s.frags.Expire(now); dropped > 0 {
-			w.s.c.drops[packet.ReasonFragNoFlow].Add(uint64(dropped))
+			w.s.c.drops[nat.ReasonFragNoFlow].Add(uint64(dropped))
 		}
 	}
 }
 
 func (w *worker) dropAll(n int) {
 	w.s.c.packets.Add(uint64(n))
-	w.s.c.drops[packet.ReasonNoPort].Add(uint64(n))
+	w.s.c.drops[ReasonNoPort].Add(uint64(n))
 }
 
 func (w *worker) drop(r packet.Reason, rec *recEntry) {
@@ -156,7 +156,7 @@ func (w *worker) one(x *pkt) {
 	}
 	if !x.up {
 		if x.rec == nil {
-			w.drop(packet.ReasonNoRecord, nil)
+			w.drop(ReasonNoRecord, nil)
 			return
 		}
 		x.in.learn(packet.Ethernet(frame).Src())
@@ -164,7 +164,7 @@ func (w *worker) one(x *pkt) {
 		w.s.nb.learnFrame(x.snap, p, packet.Ethernet(frame).Src())
 	}
 	if x.draining && (p.EthType != packet.EtherTypeIPv4 || p.IsError || p.Frag == packet.LaterFragment) {
-		w.drop(packet.ReasonNoRecord, nil) // a draining port only finishes established flows
+		w.drop(ReasonNoRecord, nil) // a draining port only finishes established flows
 		return
 	}
 	if p.EthType == packet.EtherTypeARP {
@@ -202,14 +202,14 @@ func (w *worker) fromRecord(x *pkt) {
 	p, rec := &x.p, x.rec
 	if isDHCP(p) {
 		if !x.in.dhcpWin.allow(x.now, w.s.o.DHCPRate) {
-			w.drop(packet.ReasonDHCPRate, rec)
+			w.drop(ReasonDHCPRate, rec)
 			return
 		}
 		w.dhcp(x)
 		return
 	}
 	if rec.sdc && !rec.hasIP(p.Src) {
-		w.drop(packet.ReasonSourceCheck, rec)
+		w.drop(ReasonSourceCheck, rec)
 		return
 	}
 	if p.Dst == rec.subnet.gateway {
@@ -217,7 +217,7 @@ func (w *worker) fromRecord(x *pkt) {
 		return
 	}
 	if p.Dst == 0xffffffff || p.Dst>>28 == 0xe || p.Dst == rec.subnet.net|^rec.subnet.mask {
-		w.drop(packet.ReasonNotForUs, rec) // roam never floods
+		w.drop(ReasonNotForUs, rec) // roam never floods
 		return
 	}
 	if p.Frag == packet.LaterFragment {
@@ -233,7 +233,7 @@ func (w *worker) fromRecord(x *pkt) {
 	v := &x.v
 	w.s.ct.TrackHashed(k, w.hash(x, k), seg, x.now, v)
 	if x.draining && (!v.Found || v.New) {
-		w.drop(packet.ReasonNoRecord, nil) // no new flow from a port the record left
+		w.drop(ReasonNoRecord, nil) // no new flow from a port the record left
 		return
 	}
 	if !v.Found && v.Reason == packet.ReasonNone {
@@ -259,10 +259,10 @@ func (w *worker) fromRecord(x *pkt) {
 // admitFromRecord applies the security groups to a flow from x's record.
 func admitFromRecord(x *pkt, k nat.Tuple) packet.Reason {
 	if !allows(x.snap, x.rec.egress, &x.p, k.Dst) {
-		return packet.ReasonSGEgress
+		return ReasonSGEgress
 	}
 	if d := x.snap.private.at(k.Dst); d != nil && !allows(x.snap, d.ingress, &x.p, k.Src) {
-		return packet.ReasonSGIngress
+		return ReasonSGIngress
 	}
 	return packet.ReasonNone
 }
@@ -272,11 +272,11 @@ func admitFromRecord(x *pkt, k nat.Tuple) packet.Reason {
 func (w *worker) newFromRecord(x *pkt, k nat.Tuple, seg *nat.Seg) nat.Verdict {
 	p, snap, rec := &x.p, x.snap, x.rec
 	if p.Proto == packet.ProtoICMP && !packet.IsQueryRequest(p.ICMPType) {
-		return nat.Verdict{Reason: packet.ReasonICMPNoFlow}
+		return nat.Verdict{Reason: ReasonICMPNoFlow}
 	}
 	sp := nat.Spec{Orig: k, To: k, Owner: rec.slot, Budget: rec.budget}
 	if !allows(snap, rec.egress, p, k.Dst) {
-		return nat.Verdict{Reason: packet.ReasonSGEgress}
+		return nat.Verdict{Reason: ReasonSGEgress}
 	}
 	var d *recEntry
 	switch {
@@ -285,14 +285,14 @@ func (w *worker) newFromRecord(x *pkt, k nat.Tuple, seg *nat.Seg) nat.Verdict {
 	case snap.route(k.Dst) != nil:
 		d = snap.route(k.Dst)
 	case snap.subnetOf(k.Dst) != nil:
-		return nat.Verdict{Reason: packet.ReasonNoRoute}
+		return nat.Verdict{Reason: ReasonNoRoute}
 	case snap.isPublic(k.Dst):
 		// Hairpin: to a public address of this gateway.
 		if pe, ok := snap.public.get(k.Dst); ok {
 			sp.To.Dst, d = pe.private, pe.rec
 		} else {
 			if !w.s.ct.HairpinPAT(&sp, k) {
-				return nat.Verdict{Reason: packet.ReasonUnsolicited}
+				return nat.Verdict{Reason: nat.ReasonUnsolicited}
 			}
 			d = snap.private.at(sp.To.Dst)
 		}
@@ -301,14 +301,14 @@ func (w *worker) newFromRecord(x *pkt, k nat.Tuple, seg *nat.Seg) nat.Verdict {
 		}
 	default:
 		if snap.uplink == nil {
-			return nat.Verdict{Reason: packet.ReasonNoRoute}
+			return nat.Verdict{Reason: ReasonNoRoute}
 		}
 		if r := w.snat(x, &sp); r != packet.ReasonNone {
 			return nat.Verdict{Reason: r}
 		}
 	}
 	if d != nil && !allows(snap, d.ingress, p, sp.To.Src) {
-		return nat.Verdict{Reason: packet.ReasonSGIngress}
+		return nat.Verdict{Reason: ReasonSGIngress}
 	}
 	return w.s.ct.Create(&sp, seg, x.now)
 }
@@ -326,7 +326,7 @@ func (w *worker) snat(x *pkt, sp *nat.Spec) packet.Reason {
 func (w *worker) fromUplink(x *pkt) {
 	p, snap := &x.p, x.snap
 	if !snap.isPublic(p.Dst) {
-		w.drop(packet.ReasonNotForUs, nil)
+		w.drop(ReasonNotForUs, nil)
 		return
 	}
 	if p.Dst == snap.publicIP && p.Proto == packet.ProtoICMP && p.ICMPType == packet.ICMPEcho && p.Frag == packet.NotFragment {
@@ -350,7 +350,7 @@ func (w *worker) fromUplink(x *pkt) {
 		*v, d = w.newFromUplink(x, k, seg)
 	} else if v.New {
 		if d = snap.private.at(v.To.Dst); d != nil && !allows(snap, d.ingress, p, k.Src) {
-			v.Reason = packet.ReasonSGIngress
+			v.Reason = ReasonSGIngress
 		}
 	}
 	if v.Reason != packet.ReasonNone {
@@ -364,7 +364,7 @@ func (w *worker) fromUplink(x *pkt) {
 func (w *worker) newFromUplink(x *pkt, k nat.Tuple, seg *nat.Seg) (nat.Verdict, *recEntry) {
 	p, snap := &x.p, x.snap
 	if p.Proto == packet.ProtoICMP && !packet.IsQueryRequest(p.ICMPType) {
-		return nat.Verdict{Reason: packet.ReasonICMPNoFlow}, nil
+		return nat.Verdict{Reason: ReasonICMPNoFlow}, nil
 	}
 	sp := nat.Spec{Orig: k, To: k}
 	var d *recEntry
@@ -373,15 +373,15 @@ func (w *worker) newFromUplink(x *pkt, k nat.Tuple, seg *nat.Seg) (nat.Verdict, 
 		sp.To.Dst = pe.private
 	} else {
 		if !w.s.ct.InboundPAT(&sp, k) {
-			return nat.Verdict{Reason: packet.ReasonUnsolicited}, nil
+			return nat.Verdict{Reason: nat.ReasonUnsolicited}, nil
 		}
 		d = snap.private.at(sp.To.Dst)
 	}
 	if d == nil {
-		return nat.Verdict{Reason: packet.ReasonNoRoute}, nil
+		return nat.Verdict{Reason: ReasonNoRoute}, nil
 	}
 	if !allows(snap, d.ingress, p, k.Src) {
-		return nat.Verdict{Reason: packet.ReasonSGIngress}, d
+		return nat.Verdict{Reason: ReasonSGIngress}, d
 	}
 	sp.Owner, sp.Budget = d.slot, d.budget
 	return w.s.ct.Create(&sp, seg, x.now), d
@@ -396,17 +396,17 @@ func (w *worker) icmpError(x *pkt) {
 	if !nat.ICMPChecksumValid(frame, p) || !packet.IPv4(frame[p.Inner.L3:p.End]).ChecksumValid() {
 		// RFC 5508 REQ-3: a bad ICMP checksum, or a bad checksum of the
 		// embedded IP header, and the error is dropped.
-		w.drop(packet.ReasonBadChecksum, rec)
+		w.drop(ReasonBadChecksum, rec)
 		return
 	}
 	if p.Inner.L4 == 0 && nat.HasPorts(p.Inner.Proto) {
-		w.drop(packet.ReasonICMPNoFlow, rec)
+		w.drop(ReasonICMPNoFlow, rec)
 		return
 	}
 	ek := nat.ErrorKey(p)
 	v := w.s.ct.Peek(ek, x.now)
 	if !v.Found {
-		w.drop(packet.ReasonICMPNoFlow, rec)
+		w.drop(ReasonICMPNoFlow, rec)
 		return
 	}
 	ps, d, r := resolve(x.snap, v.To.Dst)
@@ -421,7 +421,7 @@ func (w *worker) icmpError(x *pkt) {
 	}
 	crossing := rec == nil || d == nil || d.subnet != rec.subnet
 	if crossing && p.TTL <= 1 {
-		w.drop(packet.ReasonTTL, rec)
+		w.drop(ReasonTTL, rec)
 		return
 	}
 	if ek != v.To {
@@ -443,20 +443,20 @@ func resolve(snap *Snapshot, dst uint32) (*portState, *recEntry, packet.Reason) 
 	}
 	if d == nil && len(snap.routes) != 0 {
 		if d = snap.route(dst); d != nil && d.sdc {
-			return nil, d, packet.ReasonDestCheck
+			return nil, d, ReasonDestCheck
 		}
 	}
 	if d != nil {
 		switch len(d.ports) {
 		case 0:
-			return nil, d, packet.ReasonNoAttachment
+			return nil, d, ReasonNoAttachment
 		case 1:
 			return d.ports[0], d, packet.ReasonNone
 		}
 		return nil, d, packet.ReasonNone // picked per flow in forward
 	}
 	if inside || snap.uplink == nil {
-		return nil, nil, packet.ReasonNoRoute
+		return nil, nil, ReasonNoRoute
 	}
 	return snap.uplink, nil, packet.ReasonNone
 }
@@ -497,12 +497,12 @@ func (w *worker) forward(x *pkt, k nat.Tuple) {
 	}
 	crossing := from == nil || d == nil || d.subnet != from.subnet
 	if crossing && p.TTL <= 1 {
-		w.drop(packet.ReasonTTL, from)
+		w.drop(ReasonTTL, from)
 		w.icmpErrorReply(x, packet.ICMPTimeExceeded, packet.ICMPCodeTTLExceeded, 0)
 		return
 	}
 	if mtu := mtu(x.snap, d); f.GSO.Type == tap.GSONone && p.End-p.L3 > mtu && packet.IPv4(frame[p.L3:]).DF() {
-		w.drop(packet.ReasonFragNeeded, from)
+		w.drop(ReasonFragNeeded, from)
 		w.icmpErrorReply(x, packet.ICMPUnreachable, packet.ICMPCodeFragNeeded, mtu)
 		return
 	}
@@ -538,7 +538,7 @@ func mtu(snap *Snapshot, d *recEntry) int {
 func (w *worker) deliver(x *pkt, ps *portState, d *recEntry, dst uint32, translated bool) {
 	f, from, snap := x.f, x.rec, x.snap
 	if !ps.up.Load() {
-		w.drop(packet.ReasonPortDown, d)
+		w.drop(ReasonPortDown, d)
 		return
 	}
 	eth := packet.Ethernet(f.Bytes())
@@ -559,7 +559,7 @@ func (w *worker) deliver(x *pkt, ps *portState, d *recEntry, dst uint32, transla
 	} else {
 		mac, ok := w.s.nb.nextHop(snap, dst)
 		if !ok {
-			w.drop(packet.ReasonNoNeighbor, nil)
+			w.drop(ReasonNoNeighbor, nil)
 			w.resolveNeighbor(snap, dst)
 			return
 		}
@@ -613,7 +613,7 @@ func (w *worker) flush() {
 		ps.wmu.Unlock()
 		ps.c.forwarded.Add(uint64(n))
 		if err != nil || n < w.idN {
-			ps.c.drops[packet.ReasonPortDown].Add(uint64(w.idN - n))
+			ps.c.drops[ReasonPortDown].Add(uint64(w.idN - n))
 		}
 	}
 	w.in, w.idPort, w.idN, w.idOK = nil, nil, 0, false
@@ -627,7 +627,7 @@ func (w *worker) flush() {
 		q.ps.wmu.Unlock()
 		q.ps.c.forwarded.Add(uint64(n))
 		if err != nil || n < len(q.frames) {
-			q.ps.c.drops[packet.ReasonPortDown].Add(uint64(len(q.frames) - n))
+			q.ps.c.drops[ReasonPortDown].Add(uint64(len(q.frames) - n))
 		}
 		clear(q.frames)
 		q.frames = q.frames[:0]
@@ -656,7 +656,7 @@ func (w *worker) laterFragment(x *pkt) {
 	r, nsrc, ndst, ok := w.s.frags.LookupAt(fk, fragOffset(frame, p), x.now)
 	if !ok {
 		if !w.s.frags.Hold(fk, frame, x.now) {
-			w.drop(packet.ReasonFragLimit, rec)
+			w.drop(nat.ReasonFragLimit, rec)
 		}
 		return
 	}
@@ -682,7 +682,7 @@ func (w *worker) forwardFragment(x *pkt, nsrc, ndst uint32) {
 	}
 	crossing := rec == nil || d == nil || d.subnet != rec.subnet
 	if crossing && p.TTL <= 1 {
-		w.drop(packet.ReasonTTL, rec)
+		w.drop(ReasonTTL, rec)
 		return
 	}
 	k := nat.Tuple{Src: p.Src, Dst: p.Dst, Proto: p.Proto}
@@ -726,7 +726,7 @@ func (w *worker) fragVerdict(x *pkt, v *nat.Verdict) {
 		if v.Reason != packet.ReasonNone || w.nextra == len(w.extra) {
 			r := v.Reason
 			if r == packet.ReasonNone {
-				r = packet.ReasonFragLimit
+				r = nat.ReasonFragLimit
 			}
 			w.drop(r, rec)
 			return
@@ -743,7 +743,7 @@ func (w *worker) fragVerdict(x *pkt, v *nat.Verdict) {
 			return
 		}
 		if fragOffset(f.Bytes(), &h.p) < firstEnd {
-			w.drop(packet.ReasonFragOverlap, rec)
+			w.drop(nat.ReasonFragOverlap, rec)
 			return
 		}
 		w.forwardFragment(h, v.To.Src, v.To.Dst)

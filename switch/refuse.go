@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"roam/internal/packet"
+	"roam/nat"
 )
 
 // Defaults of the rate limits (Options.ICMPErrorRate, Options.DHCPRate).
@@ -46,8 +47,8 @@ func (w *window) allow(now uint32, limit int) bool {
 // be made, for want of resources or by administrative restriction).
 func refusable(r packet.Reason) bool {
 	switch r {
-	case packet.ReasonSGEgress, packet.ReasonSGIngress, packet.ReasonNoPort4NAT,
-		packet.ReasonTableFull, packet.ReasonBudget, packet.ReasonNATConflict:
+	case ReasonSGEgress, ReasonSGIngress, nat.ReasonNoPort4NAT,
+		nat.ReasonTableFull, nat.ReasonBudget, nat.ReasonNATConflict:
 		return true
 	}
 	return false
@@ -58,7 +59,7 @@ func refusable(r packet.Reason) bool {
 // ICMP error), and for PAT port exhaustion a rate-limited log line. The
 // packet itself is already counted as dropped; f is reused for the answer.
 func (w *worker) refused(x *pkt, r packet.Reason) {
-	if r == packet.ReasonNoPort4NAT {
+	if r == nat.ReasonNoPort4NAT {
 		w.s.logExhausted(x.snap, x.now)
 	}
 	p := &x.p
@@ -90,7 +91,7 @@ func (s *Switch) logExhausted(snap *Snapshot, now uint32) {
 	}
 	n := s.exhausted.Swap(0)
 	s.log.Warn("PAT ports exhausted: new flows refused", "public_ip", packet.Addr(snap.publicIP), "refused", n,
-		"counter", packet.ReasonNoPort4NAT.String())
+		"counter", nat.ReasonNoPort4NAT.String())
 }
 
 // errorAllowed reports whether roam may originate one more ICMP error now

@@ -328,14 +328,14 @@ func TestAddr(t *testing.T) {
 
 func TestReasonString(t *testing.T) {
 	seen := map[string]bool{}
-	for r := packet.Reason(0); r < packet.NumReasons; r++ {
+	for r := packet.ReasonNone; r <= packet.ReasonBadARP; r++ {
 		s := r.String()
 		if s == "" || s == "unknown" || seen[s] {
 			t.Errorf("reason %d: name %q empty or duplicate", r, s)
 		}
 		seen[s] = true
 	}
-	if got := packet.NumReasons.String(); got != "unknown" {
+	if got := packet.Reason(packet.NumReasons).String(); got != "unknown" {
 		t.Errorf("NumReasons: got %q, want unknown", got)
 	}
 }

@@ -3,52 +3,40 @@ package packet
 // Reason is why the data path dropped a frame or what it did with it. The
 // data path keeps counters as arrays indexed by Reason, so counting costs no
 // allocation and no map.
+//
+// Each package that drops owns its reasons, in a range of its own:
+//
+//	0 .. 15    packet   parse failures (below)
+//	16 .. 31   nat      conntrack and NAT refusals (nat/reason.go)
+//	32 .. 63   vswitch  the switch's decisions (switch/reason.go)
+//
+// A package declares its constants from the first value of its range and
+// registers their names with RegisterReasons when it is initialised; String
+// then names every reason, whichever package declared it. Adding a reason is
+// one constant and one name in the package that drops for it.
 type Reason uint8
 
-// Reasons. ReasonNone means "not dropped".
+// NumReasons is the size of every counter array indexed by Reason.
+const NumReasons = 64
+
+// First values of the ranges of package nat and package vswitch.
 const (
-	ReasonNone Reason = iota
-	// Parse failures.
-	ReasonRunt          // shorter than its headers say
-	ReasonBadEtherType  // not IPv4, ARP or 802.1Q
-	ReasonIPv6          // IPv6 is recognised and dropped for now
-	ReasonVLAN          // 802.1Q or QinQ tagged: roam's ports are untagged
-	ReasonBadIPHeader   // version, IHL or total length wrong
-	ReasonBadIPChecksum // IPv4 header checksum does not verify
-	ReasonBadL4Header   // TCP data offset, UDP length, ICMP length wrong
-	ReasonBadARP        // not Ethernet/IPv4 ARP
-	ReasonBadChecksum   // an L4 or embedded checksum that must verify does not (RFC 5508)
-	ReasonUnsupportedL4 // an IP protocol the NAT cannot track
-	// Switch decisions.
-	ReasonNoPort       // the frame came from a port roam does not know
-	ReasonNoRecord     // the port has no record attached
-	ReasonSourceCheck  // source/dest check: source is not the record's
-	ReasonDestCheck    // source/dest check: destination is not the record's
-	ReasonNoRoute      // destination belongs to no record and no route
-	ReasonNoAttachment // the destination record is not attached
-	ReasonSGEgress     // egress security group rules deny
-	ReasonSGIngress    // ingress security group rules deny
-	ReasonTTL          // TTL expired
-	ReasonFragNeeded   // DF set and larger than the next hop's MTU
-	ReasonMartian      // source or destination address not allowed here
-	ReasonARPIgnored   // an ARP roam does not answer (not for its addresses)
-	ReasonNotForUs     // a frame to an address roam neither owns nor routes
-	ReasonPortDown     // the destination port is not operational or its queue is full
-	ReasonLocal        // a frame roam consumed itself (DHCP, ARP, ICMP to the gateway)
-	ReasonUnsolicited  // inbound with no mapping (PAT filtering)
-	ReasonTableFull    // conntrack is at its global limit: new flow refused
-	ReasonBudget       // the record is at its conntrack budget: new flow refused
-	ReasonNoPort4NAT   // no free PAT port for a new flow
-	ReasonInvalidState // TCP packet invalid for the flow's state (e.g. RST out of window)
-	ReasonFragNoFlow   // a non-first fragment whose first fragment was never seen
-	ReasonFragLimit    // fragment tracking is at its limit
-	ReasonICMPNoFlow   // an ICMP error for no tracked flow
-	ReasonNoPublicIP   // the record has no way out (no public IP and no PAT address)
-	ReasonNATConflict  // the translated tuple is already taken by another flow
-	ReasonNoNeighbor   // the uplink next hop's MAC is not resolved yet (an ARP request went out)
-	ReasonDHCPRate     // a port sent more DHCP messages than its rate allows
-	ReasonFragOverlap  // a later fragment overlaps its datagram's first fragment
-	NumReasons
+	FirstNATReason    Reason = 16
+	FirstSwitchReason Reason = 32
+)
+
+// Parse failures. ReasonNone means "not dropped".
+const (
+	ReasonNone          Reason = iota
+	ReasonRunt                 // shorter than its headers say
+	ReasonBadEtherType         // not IPv4, ARP or 802.1Q
+	ReasonIPv6                 // IPv6 is recognised and dropped for now
+	ReasonVLAN                 // 802.1Q or QinQ tagged: roam's ports are untagged
+	ReasonBadIPHeader          // version, IHL or total length wrong
+	ReasonBadIPChecksum        // IPv4 header checksum does not verify
+	ReasonBadL4Header          // TCP data offset, UDP length, ICMP length wrong
+	ReasonBadARP               // not Ethernet/IPv4 ARP
+	numParseReasons
 )
 
 var reasonNames = [NumReasons]string{
@@ -61,41 +49,47 @@ var reasonNames = [NumReasons]string{
 	ReasonBadIPChecksum: "bad_ip_checksum",
 	ReasonBadL4Header:   "bad_l4_header",
 	ReasonBadARP:        "bad_arp",
-	ReasonBadChecksum:   "bad_checksum",
-	ReasonUnsupportedL4: "unsupported_l4",
-	ReasonNoPort:        "no_port",
-	ReasonNoRecord:      "no_record",
-	ReasonSourceCheck:   "source_check",
-	ReasonDestCheck:     "dest_check",
-	ReasonNoRoute:       "no_route",
-	ReasonNoAttachment:  "no_attachment",
-	ReasonSGEgress:      "sg_egress",
-	ReasonSGIngress:     "sg_ingress",
-	ReasonTTL:           "ttl_expired",
-	ReasonFragNeeded:    "frag_needed",
-	ReasonMartian:       "martian",
-	ReasonARPIgnored:    "arp_ignored",
-	ReasonNotForUs:      "not_for_us",
-	ReasonPortDown:      "port_down",
-	ReasonLocal:         "local",
-	ReasonUnsolicited:   "unsolicited",
-	ReasonTableFull:     "table_full",
-	ReasonBudget:        "flow_budget",
-	ReasonNoPort4NAT:    "nat_ports_exhausted",
-	ReasonInvalidState:  "invalid_state",
-	ReasonFragNoFlow:    "frag_no_flow",
-	ReasonFragLimit:     "frag_limit",
-	ReasonICMPNoFlow:    "icmp_no_flow",
-	ReasonNoPublicIP:    "no_public_ip",
-	ReasonNATConflict:   "nat_conflict",
-	ReasonNoNeighbor:    "neighbor_unresolved",
-	ReasonDHCPRate:      "dhcp_rate_limited",
-	ReasonFragOverlap:   "frag_overlap",
 }
 
-// String returns the reason's snake_case name, as counters and metrics show it.
+// ranges are the [first, end) ranges RegisterReasons accepts, by owner.
+var ranges = [][2]Reason{{FirstNATReason, FirstSwitchReason}, {FirstSwitchReason, NumReasons}}
+
+// RegisterReasons names the n reasons from first on, the range of the
+// calling package; names are snake_case and stable (counters, metrics and
+// roamctl stats print them). It is called from a package's init and panics
+// on a name already taken, a range overrun or a count that disagrees with
+// names: mistakes a test run shows at once.
+func RegisterReasons(first Reason, n int, names ...string) {
+	if n != len(names) {
+		panic("packet: RegisterReasons: count and names disagree")
+	}
+	end := Reason(0)
+	for _, r := range ranges {
+		if r[0] == first {
+			end = r[1]
+		}
+	}
+	if end == 0 || int(first)+n > int(end) {
+		panic("packet: RegisterReasons: reasons outside their package's range")
+	}
+	for i, name := range names {
+		r := first + Reason(i)
+		if reasonNames[r] != "" || name == "" {
+			panic("packet: RegisterReasons: reason " + name + " registered twice or unnamed")
+		}
+		for _, other := range reasonNames {
+			if other == name {
+				panic("packet: RegisterReasons: name " + name + " taken")
+			}
+		}
+		reasonNames[r] = name
+	}
+}
+
+// String returns the reason's snake_case name, as counters and metrics show
+// it, "unknown" for a value no package declared.
 func (r Reason) String() string {
-	if r < NumReasons {
+	if r < NumReasons && reasonNames[r] != "" {
 		return reasonNames[r]
 	}
 	return "unknown"
