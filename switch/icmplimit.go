@@ -34,8 +34,8 @@ const (
 // cell rate algorithm (ITU-T I.371). The zero bucket is full.
 type bucket struct{ tat atomic.Int64 }
 
-// allow reports whether one more event fits at now in a bucket of burst
-// events refilled one every interval ns, and takes it.
+// allow reports whether one more event fits at now (Unix ns) in the
+// bucket at rate r, and takes it.
 func (b *bucket) allow(now int64, r rate) bool {
 	for {
 		tat := b.tat.Load()
