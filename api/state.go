@@ -27,6 +27,10 @@ type Stats struct {
 	FlowLimit    uint64            `json:"flow_limit,omitempty"`
 	Translations uint64            `json:"translations"`
 	Drops        map[string]uint64 `json:"drops"`
+	// ICMP errors roam originated about the record's packets (global: all),
+	// and those the rate limit suppressed.
+	ICMPErrorsSent    uint64 `json:"icmp_errors_sent,omitempty"`
+	ICMPErrorsLimited uint64 `json:"icmp_errors_limited,omitempty"`
 }
 
 // FlushResult is what a conntrack flush removed.

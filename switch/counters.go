@@ -23,8 +23,8 @@ type Counters struct {
 	FlowsCreated uint64            `json:"flows_created"`
 	FlowLimit    int               `json:"flow_limit"`
 	Held         int               `json:"held"`                          // fragments waiting for their first fragment (no verdict yet)
-	ICMPSent     uint64            `json:"icmp_errors_sent,omitempty"`    // ICMP errors roam originated (switch only)
-	ICMPLimited  uint64            `json:"icmp_errors_limited,omitempty"` // ICMP errors suppressed by Options.ICMPErrorRate
+	ICMPSent     uint64            `json:"icmp_errors_sent,omitempty"`    // ICMP errors roam originated (for a record: about its packets)
+	ICMPLimited  uint64            `json:"icmp_errors_limited,omitempty"` // ICMP errors suppressed by Options.ICMPSourceRate or ICMPErrorRate
 }
 
 // counterSet is the live, atomically updated form of Counters.

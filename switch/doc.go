@@ -97,9 +97,16 @@
 //     groups deny it, PAT has no port left, the table or the record's
 //     budget is full) is answered with ICMP destination unreachable, code
 //     13, from the subnet's gateway (RFC 5508 REQ-8); PAT exhaustion is
-//     also logged, at most once every 10 s. Every ICMP error roam
-//     originates is rate-limited switch-wide (Options.ICMPErrorRate, 100/s
-//     by default; Counters.ICMPSent and ICMPLimited).
+//     also logged, at most once every 10 s.
+//   - Every ICMP error roam originates is charged to the record whose
+//     packet caused it, or to that packet's source address on the uplink
+//     (a bounded table of 1024 buckets), and rate-limited there
+//     (Options.ICMPSourceRate, 10/s in bursts of 20 by default), then by a
+//     global cap of last resort (Options.ICMPErrorRate, 1000/s);
+//     fragmentation-needed has buckets of its own and, for a record
+//     within its share, ignores the global cap, so that no one's flood
+//     makes a path-MTU black hole for another (icmplimit.go; the switch's
+//     and each record's Counters.ICMPSent and ICMPLimited).
 //   - ICMP errors whose ICMP checksum or embedded IP header checksum does
 //     not verify are dropped (bad_checksum, RFC 5508 REQ-3).
 //   - DHCP is answered at most Options.DHCPRate times a second per port

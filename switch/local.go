@@ -106,12 +106,16 @@ func (w *worker) echoReply(x *pkt) {
 // sends it back out of port in. The error carries the offending datagram's
 // header and as much of its data as fits in 576 bytes (RFC 1812 4.3.2.3).
 func (w *worker) icmpErrorReply(x *pkt, typ, code uint8, mtu int) {
-	p, snap, in, rec, f, now := &x.p, x.snap, x.in, x.rec, x.f, x.now
+	p, snap, in, rec, f := &x.p, x.snap, x.in, x.rec, x.f
 	if p.ICMPType != 0 && p.Proto == packet.ProtoICMP && packet.IsError(p.ICMPType) {
 		return // never an error about an error
 	}
-	if p.Frag == packet.LaterFragment || !w.s.errorAllowed(now) {
-		return // only about a datagram's first fragment; rate-limited
+	kind := icmpOther
+	if typ == packet.ICMPUnreachable && code == packet.ICMPCodeFragNeeded {
+		kind = icmpPMTU
+	}
+	if p.Frag == packet.LaterFragment || !w.s.errorAllowed(x, kind) {
+		return // only about a datagram's first fragment; rate-limited (icmplimit.go)
 	}
 	var src uint32
 	switch {

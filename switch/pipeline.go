@@ -45,6 +45,7 @@ type batch struct {
 	// draining: the batch comes from a port its record just left (drain.go).
 	draining bool
 	now      uint32
+	nano     int64 // now in Unix ns (the ICMP error limiter)
 }
 
 // pkt is one packet in the pipeline: its frame, what parsing found, and
@@ -75,13 +76,14 @@ func newWorker(s *Switch) *worker {
 func (w *worker) process(in *portState, frames []tap.Frame) {
 	snap := w.s.snap.Load()
 	b := &w.b
-	*b = batch{snap: snap, in: in, now: uint32(w.s.now().Unix())}
+	t := w.s.now()
+	*b = batch{snap: snap, in: in, now: uint32(t.Unix()), nano: t.UnixNano()}
 	w.nextra = 0
 	w.in, w.idPort, w.idN, w.idOK = frames, nil, 0, true
 	b.up = in == snap.uplink && in != nil
 	b.rec = snap.ports.at(in)
 	if b.rec == nil && !b.up && snap.draining != nil { // the uplink never has a record
-		if d, ok := snap.draining[in]; ok && d.until > w.s.now().UnixNano() {
+		if d, ok := snap.draining[in]; ok && d.until > b.nano {
 			b.rec, b.draining = d.rec, true
 		}
 	}

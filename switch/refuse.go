@@ -7,11 +7,19 @@ import (
 	"roam/nat"
 )
 
-// Defaults of the rate limits (Options.ICMPErrorRate, Options.DHCPRate).
+// Defaults of the rate limits (Options.ICMPErrorRate, ICMPSourceRate,
+// DHCPRate).
 const (
-	DefaultICMPErrorRate = 100 // ICMP errors roam originates, per second, switch-wide
-	DefaultDHCPRate      = 10  // DHCP messages answered per second per port
-	exhaustedLogEvery    = 10  // seconds between two "PAT ports exhausted" log lines
+	// DefaultICMPErrorRate is the global cap on the ICMP errors roam
+	// originates, per second (as Linux's icmp_msgs_per_sec), a last
+	// resort behind the per-source limit.
+	DefaultICMPErrorRate = 1000
+	// DefaultICMPSourceRate is the ICMP errors one record, or one source
+	// address on the uplink, may cause per second, in bursts of twice as
+	// many; fragmentation-needed counts apart from the other errors.
+	DefaultICMPSourceRate = 10
+	DefaultDHCPRate       = 10 // DHCP messages answered per second per port
+	exhaustedLogEvery     = 10 // seconds between two "PAT ports exhausted" log lines
 )
 
 // window is a fixed one-second window rate limiter that never allocates and
@@ -92,15 +100,4 @@ func (s *Switch) logExhausted(snap *Snapshot, now uint32) {
 	n := s.exhausted.Swap(0)
 	s.log.Warn("PAT ports exhausted: new flows refused", "public_ip", packet.Addr(snap.publicIP), "refused", n,
 		"counter", nat.ReasonNoPort4NAT.String())
-}
-
-// errorAllowed reports whether roam may originate one more ICMP error now
-// (Options.ICMPErrorRate), counting those it suppresses.
-func (s *Switch) errorAllowed(now uint32) bool {
-	if s.icmpWin.allow(now, s.o.ICMPErrorRate) {
-		s.c.icmpSent.Add(1)
-		return true
-	}
-	s.c.icmpLimited.Add(1)
-	return false
 }

@@ -39,8 +39,18 @@ type Options struct {
 	AddressDependentFiltering bool
 	// ICMPErrorRate bounds the ICMP errors roam originates (time exceeded,
 	// fragmentation needed, administratively prohibited), per second for
-	// the whole switch (0 = DefaultICMPErrorRate, < 0 = none sent).
+	// the whole switch (0 = DefaultICMPErrorRate, < 0 = none sent): the
+	// last resort behind ICMPSourceRate. Fragmentation-needed to a record
+	// within its share is not subject to it, and fragmentation-needed to
+	// the uplink has a cap of this rate of its own.
 	ICMPErrorRate int
+	// ICMPSourceRate bounds the ICMP errors one record, or one source
+	// address on the uplink, may cause, per second in bursts of twice as
+	// many, fragmentation-needed apart from the other errors (0 =
+	// DefaultICMPSourceRate, < 0 = no limit but ICMPErrorRate). Errors a
+	// record's packets cause are counted in its counters (ICMPSent and
+	// ICMPLimited).
+	ICMPSourceRate int
 	// DHCPRate bounds the DHCP messages answered per second on one port
 	// (0 = DefaultDHCPRate, < 0 = none); the rest are dropped and counted
 	// as dhcp_rate_limited, so a guest flooding DHCP costs roam little.
@@ -78,7 +88,7 @@ type Switch struct {
 	wg       sync.WaitGroup
 	workers  chan *worker // idle workers for Process (not a sync.Pool: GC would drop them)
 
-	icmpWin      window        // ICMPErrorRate
+	icmp         icmpLimits    // ICMPErrorRate, ICMPSourceRate
 	exhausted    atomic.Uint64 // PAT exhaustion refusals since the last log line
 	exhaustedLog atomic.Uint32 // when that line was logged (Unix s)
 }
@@ -88,6 +98,7 @@ type Switch struct {
 type recordState struct {
 	slot uint32
 	c    counterSet
+	icmp [icmpKinds]bucket // the record's share of ICMP errors (icmplimit.go)
 }
 
 // portState is a registered port.
@@ -161,6 +172,9 @@ func New(o Options) *Switch {
 	if o.ICMPErrorRate == 0 {
 		o.ICMPErrorRate = DefaultICMPErrorRate
 	}
+	if o.ICMPSourceRate == 0 {
+		o.ICMPSourceRate = DefaultICMPSourceRate
+	}
 	if o.DHCPRate == 0 {
 		o.DHCPRate = DefaultDHCPRate
 	}
@@ -179,6 +193,7 @@ func New(o Options) *Switch {
 		ports:   map[string]*portState{},
 		records: map[string]*recordState{},
 	}
+	s.icmp.init(&s.o, rand.Uint64())
 	s.budget = int32(o.DefaultFlowBudget)
 	empty, _ := compile(&Config{}, func(string) *portState { return nil }, nil, s.budget)
 	s.snap.Store(empty)

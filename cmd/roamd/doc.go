@@ -6,7 +6,7 @@
 //	      [--uplink SPEC] [--public-cidr CIDR] [--public-ip IP] [--upstream IP|MAC]
 //	      [--metrics ADDR] [--log-level LEVEL] [--log-format text|json]
 //	      [--ports drivers|memory] [--no-sync] [--keep-flows=false]
-//	      [--filtering MODE] [--mss-clamp BYTES]
+//	      [--filtering MODE] [--mss-clamp BYTES] [--icmp-rate N]
 //	      [--store bolt|etcd] [--etcd-endpoints URL[,URL...]] [--etcd-prefix PREFIX]
 //
 // Configuration comes from flags and, with --config FILE, from a file with

@@ -39,6 +39,7 @@ func run(args []string) error {
 		{"log-level", def.LogLevel, "debug, info, warn or error"},
 		{"ports", def.Ports, "port drivers: drivers (real TAP, AF_PACKET, stream and TUN ports) or memory (in-memory twins, for tests)"},
 		{"mss-clamp", "0", "lower the MSS option of TCP SYNs roam forwards to at most this many bytes (0 = off)"},
+		{"icmp-rate", fmt.Sprint(def.ICMPRate), "ICMP errors per second one record, or one source on the uplink, may cause (bursts of twice as many; fragmentation-needed counts apart)"},
 		{"store", def.Store, "where the objects live: bolt (state.db in --state-dir, this host only) or etcd (shared by the roamds of a cluster)"},
 		{"etcd-endpoints", "", "with --store etcd: etcd client URLs, URL[,URL...] (http://host:port)"},
 		{"etcd-prefix", def.EtcdPrefix, "with --store etcd: the prefix of every key of the store"},

@@ -45,6 +45,13 @@ type Config struct {
 	// are): for paths whose MTU is below what the guests believe, where
 	// fragmentation-needed does not get through.
 	MSSClamp uint16
+	// ICMPRate (icmp-rate) is the ICMP errors (time exceeded,
+	// fragmentation needed, administratively prohibited) one record, or
+	// one source address on the uplink, may cause per second, in bursts of
+	// twice as many; fragmentation-needed counts apart from the others,
+	// and the switch-wide cap (vswitch.DefaultICMPErrorRate) is the last
+	// resort (vswitch.Options.ICMPSourceRate).
+	ICMPRate int
 	// Store (store) is where the objects live: StoreBolt (the default,
 	// state.db in StateDir, one host) or StoreEtcd (etcd at
 	// EtcdEndpoints under EtcdPrefix, shared by every roamd of a cluster).
@@ -59,6 +66,9 @@ const (
 	MinMSSClamp = 88
 	MaxMSSClamp = 65495
 )
+
+// MaxICMPRate is the highest icmp-rate.
+const MaxICMPRate = 1_000_000
 
 // Values of the store key.
 const (
@@ -79,17 +89,17 @@ const (
 // SwitchOptions returns the data path options the config asks for.
 func (c Config) SwitchOptions() vswitch.Options {
 	return vswitch.Options{EndpointIndependentFiltering: c.Filtering == FilteringEndpointIndependent,
-		AddressDependentFiltering: c.Filtering == FilteringAddressDependent, MSS: c.MSSClamp}
+		AddressDependentFiltering: c.Filtering == FilteringAddressDependent, MSS: c.MSSClamp, ICMPSourceRate: c.ICMPRate}
 }
 
 // DefaultConfig returns the defaults of DESIGN.md.
 func DefaultConfig() Config {
 	return Config{StateDir: "/var/lib/roam", Socket: "/run/roam/roamd.sock", SocketGroup: "roam", LogLevel: "info", Ports: PortsDrivers, KeepFlows: true,
-		Filtering: FilteringAddressPortDependent, Store: StoreBolt, EtcdPrefix: DefaultEtcdPrefix}
+		Filtering: FilteringAddressPortDependent, Store: StoreBolt, EtcdPrefix: DefaultEtcdPrefix, ICMPRate: vswitch.DefaultICMPSourceRate}
 }
 
 // ConfigKeys are the keys a config file may set, as the flags are named.
-var ConfigKeys = []string{"state-dir", "socket", "socket-group", "uplink", "public-cidr", "public-ip", "upstream", "metrics", "log-level", "no-sync", "ports", "keep-flows", "filtering", "mss-clamp", "store", "etcd-endpoints", "etcd-prefix"}
+var ConfigKeys = []string{"state-dir", "socket", "socket-group", "uplink", "public-cidr", "public-ip", "upstream", "metrics", "log-level", "no-sync", "ports", "keep-flows", "filtering", "mss-clamp", "icmp-rate", "store", "etcd-endpoints", "etcd-prefix"}
 
 // Values of the ports key.
 const (
@@ -116,6 +126,12 @@ func (c *Config) Set(key, value string) error {
 			return invalid("mss-clamp", value, fmt.Sprintf("want 0 (off) or %d to %d bytes", MinMSSClamp, MaxMSSClamp))
 		}
 		c.MSSClamp = uint16(n)
+	case "icmp-rate":
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 1 || n > MaxICMPRate {
+			return invalid("icmp-rate", value, fmt.Sprintf("want 1 to %d ICMP errors per second per record and per uplink source", MaxICMPRate))
+		}
+		c.ICMPRate = n
 	case "store":
 		if value != StoreBolt && value != StoreEtcd {
 			return invalid("store", value, "want "+StoreBolt+" or "+StoreEtcd)

@@ -209,7 +209,7 @@ func (d *Daemon) Reload(cfg Config) error {
 		old, new string
 	}{{"state-dir", old.StateDir, cfg.StateDir}, {"socket", old.Socket, cfg.Socket}, {"uplink", old.Uplink, cfg.Uplink},
 		{"metrics", old.Metrics, cfg.Metrics}, {"socket-group", old.SocketGroup, cfg.SocketGroup},
-		{"mss-clamp", fmt.Sprint(old.MSSClamp), fmt.Sprint(cfg.MSSClamp)},
+		{"mss-clamp", fmt.Sprint(old.MSSClamp), fmt.Sprint(cfg.MSSClamp)}, {"icmp-rate", fmt.Sprint(old.ICMPRate), fmt.Sprint(cfg.ICMPRate)},
 		{"store", old.Store, cfg.Store}, {"etcd-endpoints", strings.Join(old.EtcdEndpoints, ","), strings.Join(cfg.EtcdEndpoints, ",")}, {"etcd-prefix", old.EtcdPrefix, cfg.EtcdPrefix}} {
 		if k.old != k.new {
 			restart = append(restart, k.name)

@@ -29,6 +29,9 @@
 //     root manages what they started; the audit log names the real uid.
 //   - mss-clamp (Config.MSSClamp, 0 = off) is the switch's MSS clamp on
 //     forwarded SYNs; it takes effect at start.
+//   - icmp-rate (Config.ICMPRate, 10 by default) is the ICMP errors a
+//     record, or a source on the uplink, may cause per second
+//     (vswitch.Options.ICMPSourceRate); it takes effect at start.
 //   - Metrics (metrics.go) count operations and latencies (fed by
 //     control.Options.Observe) and read the service's Census and the
 //     switch's counters at scrape time.

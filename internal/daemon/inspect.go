@@ -42,7 +42,7 @@ func (si SwitchInspector) Stats(eniID string) api.Stats {
 	return api.Stats{
 		ID: id, PacketsIn: c.PacketsIn, PacketsOut: c.PacketsOut, BytesIn: c.BytesIn, BytesOut: c.BytesOut,
 		Packets: c.Packets, Forwarded: c.Forwarded, Flows: uint64(c.Flows), FlowLimit: uint64(c.FlowLimit),
-		Translations: c.Translated, Drops: c.Drops,
+		Translations: c.Translated, Drops: c.Drops, ICMPErrorsSent: c.ICMPSent, ICMPErrorsLimited: c.ICMPLimited,
 	}
 }
 

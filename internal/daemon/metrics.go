@@ -60,6 +60,7 @@ var (
 	descRecBytes     = prometheus.NewDesc("roam_record_bytes_total", "Bytes of a record, by direction.", []string{"eni", "direction"}, nil)
 	descRecDrops     = prometheus.NewDesc("roam_record_drops_total", "Drops of a record, by reason.", []string{"eni", "reason"}, nil)
 	descRecFlows     = prometheus.NewDesc("roam_record_conntrack_entries", "Conntrack entries charged to a record.", []string{"eni"}, nil)
+	descRecICMP      = prometheus.NewDesc("roam_record_icmp_errors_total", "ICMP errors roam originated about a record's packets, by result: sent or rate_limited.", []string{"eni", "result"}, nil)
 	descDrops        = prometheus.NewDesc("roam_drops_total", "Frames dropped by the switch, by reason.", []string{"reason"}, nil)
 	descPackets      = prometheus.NewDesc("roam_packets_total", "Frames received by the switch.", nil, nil)
 	descFlows        = prometheus.NewDesc("roam_conntrack_entries", "Conntrack entries.", nil, nil)
@@ -70,7 +71,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descObjects, descGen, descRecPackets, descRecBytes, descRecDrops, descRecFlows,
+	for _, d := range []*prometheus.Desc{descObjects, descGen, descRecPackets, descRecBytes, descRecDrops, descRecFlows, descRecICMP,
 		descDrops, descPackets, descFlows, descFlowLimit, descNATPortsUsed, descICMPErrors} {
 		ch <- d
 	}
@@ -102,6 +103,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRecBytes, prometheus.CounterValue, float64(c.BytesIn), id, "in")
 		ch <- prometheus.MustNewConstMetric(descRecBytes, prometheus.CounterValue, float64(c.BytesOut), id, "out")
 		ch <- prometheus.MustNewConstMetric(descRecFlows, prometheus.GaugeValue, float64(c.Flows), id)
+		ch <- prometheus.MustNewConstMetric(descRecICMP, prometheus.CounterValue, float64(c.ICMPSent), id, "sent")
+		ch <- prometheus.MustNewConstMetric(descRecICMP, prometheus.CounterValue, float64(c.ICMPLimited), id, "rate_limited")
 		for reason, n := range c.Drops {
 			if n > 0 {
 				ch <- prometheus.MustNewConstMetric(descRecDrops, prometheus.CounterValue, float64(n), id, reason)
