@@ -322,6 +322,9 @@ func (s *Switch) announce(prev, snap *Snapshot) {
 	if snap.uplink == nil {
 		return
 	}
+	if snap.upstream == 0 && !snap.upMACSet && (prev == nil || prev.upstream != 0 || prev.upMACSet || prev.uplink != snap.uplink) {
+		s.log.Warn("the uplink has no upstream: destinations outside the public CIDR are unreachable (set --upstream to the next hop's IP or MAC)")
+	}
 	var addrs []uint32
 	for _, a := range snap.publicAddrs() {
 		if prev == nil || prev.uplink != snap.uplink || !prev.isPublic(a) {
