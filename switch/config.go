@@ -26,10 +26,12 @@ type Config struct {
 	// Uplink is the name of the port that leads to the outside ("" when
 	// there is none).
 	Uplink string
-	// Upstream is the next hop for destinations outside PublicCIDR. When it
-	// is not set, frames to such destinations go to the MAC of the last
-	// router seen sending from off-link addresses. Destinations inside
-	// PublicCIDR are on-link: roam resolves them with ARP itself.
+	// Upstream is the next hop for destinations outside PublicCIDR, resolved
+	// with ARP. When neither it nor UpstreamMAC is set, such destinations
+	// are unreachable (neighbor_unresolved): roam learns no router from the
+	// frames it receives, which any host on the segment could forge.
+	// Destinations inside PublicCIDR are on-link: roam resolves them with
+	// ARP itself.
 	Upstream netip.Addr
 	// UpstreamMAC, when set, is the MAC every frame sent out of the uplink
 	// is addressed to (no resolution at all).

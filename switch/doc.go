@@ -114,4 +114,13 @@
 //   - A later fragment that overlaps its datagram's first fragment (and
 //     could rewrite the transport header the verdict was made on, RFC
 //     1858 and RFC 3128) is dropped as frag_overlap.
+//   - The uplink learns a neighbour's MAC (the upstream's, an on-link
+//     host's) only from an answer to roam's own ARP request while it is
+//     outstanding (3 s), as the kernel's neighbour table does: IPv4 frames
+//     and unsolicited replies teach nothing, a gratuitous ARP never creates
+//     an entry and moves a resolved one at most once a second (logged), and
+//     what is refused is dropped as arp_unsolicited (logged at most once a
+//     second). An entry is asked for again once it is 30 s old and still
+//     used, and dropped after 5 s of unanswered requests. Without Upstream
+//     or UpstreamMAC, off-link destinations have no next hop.
 package vswitch

@@ -17,8 +17,8 @@ func (w *worker) arp(x *pkt) {
 	frame := f.Bytes()
 	a := packet.ARP(frame[x.p.L3:])
 	sip, tip := a.SenderIP(), a.TargetIP()
-	if up && (snap.onLink(sip) || sip == snap.upstream) {
-		w.s.nb.set(sip, a.SenderMAC()) // neighbors announce themselves in every ARP
+	if up && !w.learnARP(snap, a) {
+		return // refused (uplink.go): counted and logged
 	}
 	if a.Op() != packet.ARPRequest {
 		if up && a.Op() == packet.ARPReply {

@@ -162,8 +162,6 @@ func (w *worker) one(x *pkt) {
 			return
 		}
 		x.in.learn(packet.Ethernet(frame).Src())
-	} else {
-		w.s.nb.learnFrame(x.snap, p, packet.Ethernet(frame).Src())
 	}
 	if x.draining && (p.EthType != packet.EtherTypeIPv4 || p.IsError || p.Frag == packet.LaterFragment) {
 		w.drop(ReasonNoRecord, nil) // a draining port only finishes established flows
@@ -559,7 +557,7 @@ func (w *worker) deliver(x *pkt, ps *portState, d *recEntry, dst uint32, transla
 		w.tally.pin++
 		w.tally.bin += uint64(f.Len)
 	} else {
-		mac, ok := w.s.nb.nextHop(snap, dst)
+		mac, ok := w.nextHop(snap, dst)
 		if !ok {
 			w.drop(ReasonNoNeighbor, nil)
 			w.resolveNeighbor(snap, dst)

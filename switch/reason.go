@@ -23,6 +23,7 @@ const (
 	ReasonICMPNoFlow                                     // an ICMP error for no tracked flow
 	ReasonNoNeighbor                                     // the uplink next hop's MAC is not resolved yet (an ARP request went out)
 	ReasonDHCPRate                                       // a port sent more DHCP messages than its rate allows
+	ReasonARPUnasked                                     // an uplink ARP the neighbour table refused (uplink.go): it answers no request of roam's, or is a gratuitous ARP it may not apply
 	numReasons
 )
 
@@ -45,5 +46,6 @@ func init() {
 		"icmp_no_flow",
 		"neighbor_unresolved",
 		"dhcp_rate_limited",
+		"arp_unsolicited",
 	)
 }

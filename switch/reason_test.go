@@ -25,7 +25,7 @@ func TestReasonNames(t *testing.T) {
 		ReasonNoAttachment: "no_attachment", ReasonSGEgress: "sg_egress", ReasonSGIngress: "sg_ingress",
 		ReasonTTL: "ttl_expired", ReasonFragNeeded: "frag_needed", ReasonARPIgnored: "arp_ignored",
 		ReasonNotForUs: "not_for_us", ReasonPortDown: "port_down", ReasonICMPNoFlow: "icmp_no_flow",
-		ReasonNoNeighbor: "neighbor_unresolved", ReasonDHCPRate: "dhcp_rate_limited",
+		ReasonNoNeighbor: "neighbor_unresolved", ReasonDHCPRate: "dhcp_rate_limited", ReasonARPUnasked: "arp_unsolicited",
 	}
 	seen := map[string]packet.Reason{}
 	for r := packet.Reason(0); r < packet.NumReasons; r++ {

@@ -25,7 +25,7 @@ type Snapshot struct {
 	uplink    *portState
 	upMAC     packet.MAC
 	upMACSet  bool
-	upstream  uint32 // next hop for off-link destinations (0: learned router)
+	upstream  uint32 // next hop for off-link destinations (0: none)
 	pubNet    uint32 // PublicCIDR, on-link on the uplink
 	pubMask   uint32
 	hasPubNet bool
