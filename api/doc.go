@@ -74,6 +74,7 @@
 //	GET    /v1/enis/{id}   POST /v1/enis   PATCH /v1/enis/{id}   DELETE /v1/enis/{id}
 //	POST   /v1/enis/{id}/attach|detach|reassign|assign-ips|unassign-ips|grant|revoke
 //	POST   /v1/ips/{ip}/reassign
+//	       (reassign of a record with several attachments needs attachment_id)
 //	GET    /v1/eips[/{id|ip}]   POST /v1/eips   DELETE /v1/eips/{id|ip}   POST /v1/eips/{id|ip}/associate|disassociate
 //	GET    /v1/events?after=&limit=     GET /v1/state
 //	GET    /v1/conntrack?eni_id=        DELETE /v1/conntrack?eni_id=      GET /v1/stats?eni_id=

@@ -66,13 +66,14 @@ type DetachInput struct {
 type ReassignInput struct {
 	InstanceID   string `json:"instance_id"`
 	DeviceIndex  *int   `json:"device_index,omitempty"`
-	AttachmentID string `json:"attachment_id,omitempty"` // needed when the record has several
+	AttachmentID string `json:"attachment_id,omitempty"` // which attachment moves, needed when the record has several
 }
 
 // ReassignIPInput moves a private IP to an instance.
 type ReassignIPInput struct {
 	InstanceID     string   `json:"instance_id"`
 	DeviceIndex    *int     `json:"device_index,omitempty"`
+	AttachmentID   string   `json:"attachment_id,omitempty"`   // which attachment moves, needed when the record has several
 	SecurityGroups []string `json:"security_groups,omitempty"` // for a record created on the way
 	Description    string   `json:"description,omitempty"`
 }

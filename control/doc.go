@@ -96,7 +96,11 @@
 // Record.Ports in one step: there is no config in which its IPs have no
 // owner, and the record keeps its IPs, MAC, public IPs, groups and every
 // tracked flow (conntrack is keyed by addresses, never by ports). A reassign
-// of an unattached record attaches it. Reassign by private IP moves the
+// of an unattached record attaches it. A record with several attachments
+// moves only the one named by attachment_id (roamctl --attachment
+// ATTACH-ID); without it such a reassign is refused with InvalidParameter,
+// naming the flag and listing the attachment ids; with one attachment it
+// moves that one. Reassign by private IP moves the
 // record that holds the IP (primary or secondary); when none does, it
 // creates a record with that IP as primary in the subnet that contains it,
 // owned by the caller, and attaches it, in one transaction.

@@ -289,7 +289,8 @@ func pickAttachment(e *ENI, id string) (int, error) {
 	for i, a := range e.Attachments {
 		ids[i] = a.ID
 	}
-	return -1, invalid("attachment_id", "", "record "+e.ID+" has several attachments ("+strings.Join(ids, ", ")+"); name one")
+	return -1, invalid("attachment_id", "", "record "+e.ID+" has several attachments ("+strings.Join(ids, ", ")+
+		"); name the one that moves with attachment_id (roamctl: --attachment ATTACH-ID)")
 }
 
 // Detach removes an attachment; the record becomes available when it was
@@ -393,10 +394,13 @@ func (s *Service) ReassignIP(p Principal, ipStr string, in ReassignIPInput) (*EN
 			if err != nil {
 				return nil, err
 			}
-			if err := s.reassign(tx, e, ReassignInput{InstanceID: in.InstanceID, DeviceIndex: in.DeviceIndex}); err != nil {
+			if err := s.reassign(tx, e, ReassignInput{InstanceID: in.InstanceID, DeviceIndex: in.DeviceIndex, AttachmentID: in.AttachmentID}); err != nil {
 				return nil, err
 			}
 			return s.eniViewFn(id), nil
+		}
+		if in.AttachmentID != "" {
+			return nil, errorf(CodeNotFound, "attachment_id %q: no record holds private_ip %s", in.AttachmentID, ip)
 		}
 		var sn *Subnet
 		each(tx.st.subnets, tx.subnets, func(o *Subnet) {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"roam/api"
@@ -558,6 +559,49 @@ func opCases() []opCase {
 		{name: "ip reassign gateway", op: func(s *Service, p Principal, w *world) (any, error) {
 			return s.ReassignIP(p, "10.1.0.1", ReassignIPInput{InstanceID: "vm2"})
 		}, want: CodeInvalidParameter},
+		{name: "ip reassign several needs an attachment", op: func(s *Service, p Principal, w *world) (any, error) {
+			if _, err := s.Attach(p, w.eniA, AttachInput{InstanceID: "vm2"}); err != nil {
+				return nil, err
+			}
+			w.mark()
+			out, err := s.ReassignIP(p, "10.0.0.10", ReassignIPInput{InstanceID: "vm3"})
+			if err != nil && !strings.Contains(err.Error(), "--attachment") {
+				return nil, fmt.Errorf("error %v does not name the --attachment flag", err)
+			}
+			return out, err
+		}, want: CodeInvalidParameter},
+		{name: "ip reassign moves the named attachment", op: func(s *Service, p Principal, w *world) (any, error) {
+			e, err := s.Attach(p, w.eniA, AttachInput{InstanceID: "vm2"})
+			if err != nil {
+				return nil, err
+			}
+			w.mark()
+			return s.ReassignIP(p, "10.0.0.10", ReassignIPInput{InstanceID: "vm3", AttachmentID: e.Attachments[1].ID})
+		}, check: func(t *testing.T, f *fixture, w *world, out any) {
+			e := out.(*ENI)
+			var on []string
+			for _, a := range e.Attachments {
+				on = append(on, a.InstanceID)
+			}
+			if !slices.Equal(on, []string{"vm1", "vm3"}) || e.Attachments[0].ID != w.attA {
+				t.Errorf("got attachments %+v, want %s kept on vm1 and the second moved to vm3", e.Attachments, w.attA)
+			}
+		}},
+		{name: "reassign moves the named attachment", op: func(s *Service, p Principal, w *world) (any, error) {
+			if _, err := s.Attach(p, w.eniA, AttachInput{InstanceID: "vm2"}); err != nil {
+				return nil, err
+			}
+			w.mark()
+			return s.Reassign(p, w.eniA, ReassignInput{InstanceID: "vm3", AttachmentID: w.attA})
+		}, check: func(t *testing.T, f *fixture, w *world, out any) {
+			e := out.(*ENI)
+			if len(e.Attachments) != 2 || e.Attachments[0].ID != w.attA || e.Attachments[0].InstanceID != "vm3" || e.Attachments[1].InstanceID != "vm2" {
+				t.Errorf("got attachments %+v, want %s moved to vm3 and the other kept on vm2", e.Attachments, w.attA)
+			}
+		}},
+		{name: "ip reassign attachment of no record", op: func(s *Service, p Principal, w *world) (any, error) {
+			return s.ReassignIP(p, "10.1.0.77", ReassignIPInput{InstanceID: "vm2", AttachmentID: w.attA})
+		}, want: CodeNotFound},
 		{name: "ip reassign create but target full", op: func(s *Service, p Principal, w *world) (any, error) {
 			return s.ReassignIP(p, "10.1.0.77", ReassignIPInput{InstanceID: "vmfull"})
 		}, want: CodeAddressInUse},

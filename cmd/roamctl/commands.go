@@ -403,6 +403,7 @@ func (x *ctl) ipCmd() *cli.Command {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "instance", Required: true},
 				&cli.IntFlag{Name: "device-index"},
+				&cli.StringFlag{Name: "attachment", Usage: "ATTACH-ID that moves, when the record has several"},
 				&cli.StringSliceFlag{Name: "sg", Usage: "groups of a record created on the way"},
 				&cli.StringFlag{Name: "description", Usage: "description of a record created on the way"},
 			},
@@ -412,7 +413,7 @@ func (x *ctl) ipCmd() *cli.Command {
 					return err
 				}
 				return call[api.ENI](x, post, api.Path("ips", a[0], "reassign"), api.ReassignIPInput{
-					InstanceID: c.String("instance"), DeviceIndex: optInt(c, "device-index"),
+					InstanceID: c.String("instance"), DeviceIndex: optInt(c, "device-index"), AttachmentID: c.String("attachment"),
 					SecurityGroups: c.StringSlice("sg"), Description: c.String("description")})
 			},
 		}},

@@ -8,6 +8,7 @@
 //	roamctl eni attach eni-0a1b2c3d --instance vm1
 //	roamctl eni reassign eni-0a1b2c3d --instance vm2
 //	roamctl ip reassign 10.0.0.5 --instance vm2
+//	roamctl ip reassign 10.0.0.5 --instance vm3 --attachment attach-…  # one of several attachments
 //	roamctl eip allocate && roamctl eip associate eipalloc-… --eni eni-0a1b2c3d
 //	roamctl -o json events
 //
