@@ -121,6 +121,10 @@
 //     an entry and moves a resolved one at most once a second (logged), and
 //     what is refused is dropped as arp_unsolicited (logged at most once a
 //     second). An entry is asked for again once it is 30 s old and still
-//     used, and dropped after 5 s of unanswered requests. Without Upstream
-//     or UpstreamMAC, off-link destinations have no next hop.
+//     used, and dropped after 5 s of unanswered requests. While a request
+//     is outstanding, up to 3 frames per address (256 KiB in all) wait for
+//     the answer and go out with it, as the kernel's arp_queue; frames that
+//     do not fit, or whose request expires, are dropped as
+//     neighbor_unresolved. Without Upstream or UpstreamMAC, off-link
+//     destinations have no next hop.
 package vswitch

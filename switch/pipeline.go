@@ -559,8 +559,7 @@ func (w *worker) deliver(x *pkt, ps *portState, d *recEntry, dst uint32, transla
 	} else {
 		mac, ok := w.nextHop(snap, dst)
 		if !ok {
-			w.drop(ReasonNoNeighbor, nil)
-			w.resolveNeighbor(snap, dst)
+			w.unresolved(snap, dst, f)
 			return
 		}
 		eth.SetDst(mac)

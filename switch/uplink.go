@@ -25,7 +25,21 @@ const (
 	lockTime      = 1    // s: a gratuitous ARP moves an address at most this often (kernel: locktime)
 	maxNeighbors  = 4096 // resolved addresses at most
 	gcAfter       = 60   // s without an answer after which an entry may be collected when the table is copied
+
+	// While roam's request for an address is outstanding, frames for it
+	// wait (the kernel's arp_queue: unres_qlen / unres_qlen_bytes) and go
+	// out when the answer comes; those that do not fit, and those still
+	// waiting when the request expires, are dropped (neighbor_unresolved).
+	holdPerAddr = 3         // frames waiting per address
+	holdBytes   = 256 << 10 // bytes waiting in all
 )
+
+// heldFrame is a copy of a frame waiting for its next hop's MAC, with
+// tap.Headroom in front of it.
+type heldFrame struct {
+	buf []byte
+	gso tap.GSO
+}
 
 // neighbor is a resolved address. mac and updated never change (a move is
 // a new neighbor); confirmed is the last answer to roam's own request.
@@ -40,6 +54,7 @@ type neighbor struct {
 type pending struct {
 	first, last uint32
 	answered    bool
+	held        []heldFrame
 }
 
 // neighbors is the uplink's neighbour table: the MACs of on-link addresses
@@ -50,6 +65,7 @@ type neighbors struct {
 	mu      sync.Mutex // serializes writers of table, and pending
 	pending map[uint32]pending
 	swept   uint32 // when pending was last swept for expired requests
+	held    int    // bytes of frames waiting in pending
 
 	refused    atomic.Uint64 // refusals since the last log line
 	refusedLog atomic.Uint32 // when that line was logged (Unix s)
@@ -112,10 +128,17 @@ func (snap *Snapshot) target(dst uint32) uint32 {
 
 // ask reports whether roam may send an ARP request for a now (one per
 // address per second, maxPending outstanding at most) and, when it may,
-// records the request as outstanding.
-func (n *neighbors) ask(a, now uint32) bool {
+// records the request as outstanding. Frames that waited for a request
+// that expired are dropped; lost says how many.
+func (n *neighbors) ask(a, now uint32) (ok bool, lost int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	ok, lost = n.askLocked(a, now)
+	return ok, lost
+}
+
+func (n *neighbors) askLocked(a, now uint32) (bool, int) {
+	lost := 0
 	if n.pending == nil {
 		n.pending = make(map[uint32]pending, maxPending)
 	}
@@ -123,55 +146,90 @@ func (n *neighbors) ask(a, now uint32) bool {
 	switch {
 	case ok && !p.answered && now-p.last <= askTTL:
 		if p.last == now {
-			return false
+			return false, 0
 		}
 		p.last = now // the same round of asking
 	case ok && p.last == now:
-		return false
+		return false, 0
 	default:
 		if !ok && len(n.pending) >= maxPending {
 			if n.swept == now {
-				return false
+				return false, 0
 			}
 			n.swept = now
 			for k, q := range n.pending {
 				if now-q.last > askTTL || q.answered && q.last != now {
+					lost += n.release(&q)
 					delete(n.pending, k)
 				}
 			}
 			if len(n.pending) >= maxPending {
-				return false
+				return false, lost
 			}
 		}
+		lost += n.release(&p) // what waited for the last round's answer
 		p = pending{first: now, last: now}
 	}
+	n.pending[a] = p
+	return true, lost
+}
+
+// release forgets the frames waiting in p and returns how many there were.
+// The caller holds mu.
+func (n *neighbors) release(p *pending) int {
+	k := len(p.held)
+	for _, h := range p.held {
+		n.held -= len(h.buf)
+	}
+	p.held = nil
+	return k
+}
+
+// hold keeps a copy of f until roam's outstanding request for a is
+// answered; it reports false (and keeps nothing) when no request is
+// outstanding or the queue of a, or of all, is full.
+func (n *neighbors) hold(a uint32, f *tap.Frame, now uint32) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p, ok := n.pending[a]
+	size := tap.Headroom + f.Len
+	if !ok || p.answered || now-p.last > askTTL || len(p.held) >= holdPerAddr || n.held+size > holdBytes {
+		return false
+	}
+	buf := make([]byte, size)
+	copy(buf[tap.Headroom:], f.Bytes())
+	p.held = append(p.held, heldFrame{buf: buf, gso: f.GSO})
+	n.held += size
 	n.pending[a] = p
 	return true
 }
 
 // answer resolves a to mac if roam's request for a is outstanding and not
-// answered yet (the first answer wins); it reports whether it did.
-func (n *neighbors) answer(a uint32, mac packet.MAC, now uint32) bool {
+// answered yet (the first answer wins); it reports whether it did, and
+// hands back the frames that waited for the answer.
+func (n *neighbors) answer(a uint32, mac packet.MAC, now uint32) (bool, []heldFrame) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	p, ok := n.pending[a]
 	if !ok || p.answered || now-p.last > askTTL {
-		return false
+		return false, nil
 	}
 	e := n.lookup(a)
 	if e == nil && n.size() >= maxNeighbors {
-		return false
+		return false, nil
 	}
+	held := p.held
+	n.release(&p)
 	p.answered = true
 	n.pending[a] = p
 	if e != nil && e.mac == mac {
 		e.confirmed.Store(now)
-		return true
+		return true, held
 	}
 	e = &neighbor{mac: mac, updated: now}
 	e.confirmed.Store(now)
 	n.store(a, e, now)
-	return true
+	return true, held
 }
 
 func (n *neighbors) size() int {
@@ -205,6 +263,7 @@ func (n *neighbors) failed(a uint32, e *neighbor, now uint32) bool {
 	if !ok || p.answered || int32(now-p.first) < probeTime || n.lookup(a) != e {
 		return false
 	}
+	// A resolved entry holds no frames (they go to its MAC meanwhile).
 	delete(n.pending, a)
 	n.store(a, nil, now)
 	return true
@@ -258,8 +317,11 @@ func (w *worker) learnARP(snap *Snapshot, a packet.ARP) bool {
 		w.s.log.Warn("uplink neighbour moved by gratuitous ARP", "ip", packet.Addr(sip), "from", macString(old), "to", macString(mac))
 		return true
 	case op == packet.ARPReply || op == packet.ARPRequest && snap.isPublic(tip):
-		if snap.isPublic(tip) && nb.answer(sip, mac, w.b.now) {
-			return true
+		if snap.isPublic(tip) {
+			if ok, held := nb.answer(sip, mac, w.b.now); ok {
+				w.sendHeld(snap, mac, held)
+				return true
+			}
 		}
 		if op == packet.ARPRequest || e != nil && e.mac == mac {
 			return true // teaches nothing, and changes nothing
@@ -289,6 +351,32 @@ func (w *worker) refuseARP(snap *Snapshot, a packet.ARP, why string) bool {
 
 func macString(m packet.MAC) string { return net.HardwareAddr(m[:]).String() }
 
+// sendHeld sends the frames that waited for a next hop's answer to its MAC.
+func (w *worker) sendHeld(snap *Snapshot, mac packet.MAC, held []heldFrame) {
+	for _, h := range held {
+		if snap.uplink == nil || !snap.uplink.up.Load() {
+			w.drop(ReasonNoNeighbor, nil)
+			continue
+		}
+		f := tap.Frame{Buf: h.buf, Off: tap.Headroom, Len: len(h.buf) - tap.Headroom, GSO: h.gso}
+		eth := packet.Ethernet(f.Bytes())
+		eth.SetDst(mac)
+		eth.SetSrc(snap.gwMAC)
+		w.bc.forwarded++
+		w.enqueueQueued(snap.uplink, &f)
+	}
+}
+
+// unresolved holds f (for dst, out of the uplink) until its next hop
+// answers roam's ARP request, which it sends if it may; f is dropped when
+// it cannot wait.
+func (w *worker) unresolved(snap *Snapshot, dst uint32, f *tap.Frame) {
+	w.resolveNeighbor(snap, dst)
+	if tgt := snap.target(dst); tgt == 0 || !w.s.nb.hold(tgt, f, w.b.now) {
+		w.drop(ReasonNoNeighbor, nil)
+	}
+}
+
 // resolveNeighbor sends an ARP request for the next hop towards dst out of
 // the uplink, from the gateway's public address.
 func (w *worker) resolveNeighbor(snap *Snapshot, dst uint32) {
@@ -296,7 +384,11 @@ func (w *worker) resolveNeighbor(snap *Snapshot, dst uint32) {
 	if tgt == 0 || snap.uplink == nil || w.nextra == len(w.extra) {
 		return
 	}
-	if !w.s.nb.ask(tgt, w.b.now) {
+	ok, lost := w.s.nb.ask(tgt, w.b.now)
+	for range lost {
+		w.drop(ReasonNoNeighbor, nil)
+	}
+	if !ok {
 		return
 	}
 	src := snap.publicIP
@@ -338,7 +430,13 @@ func (s *Switch) announce(prev, snap *Snapshot) {
 		frames = append(frames, f)
 	}
 	if snap.upstream != 0 && !snap.upMACSet {
-		if s.nb.lookup(snap.upstream) == nil && s.nb.ask(snap.upstream, uint32(s.now().Unix())) {
+		var ok bool
+		if s.nb.lookup(snap.upstream) == nil {
+			var lost int
+			ok, lost = s.nb.ask(snap.upstream, uint32(s.now().Unix()))
+			s.c.drops[ReasonNoNeighbor].Add(uint64(lost))
+		}
+		if ok {
 			src := snap.publicIP
 			if src == 0 && len(addrs) > 0 {
 				src = addrs[0]

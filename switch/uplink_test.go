@@ -26,16 +26,26 @@ func TestUplinkNeighbors(t *testing.T) {
 		t.Fatalf("got %v, want an ARP request for %v", pk, upstream)
 	}
 	w.none("uplink")
-	// Until it answers, off-link traffic is dropped and counted.
-	w.send("vmB", udpFrame(t, macB, gwMAC, ap(ipB, 1), ap(remote, 2), nil))
+	// Until it answers, off-link traffic waits (holdPerAddr frames; the
+	// rest are dropped and counted).
+	for i := 0; i <= holdPerAddr; i++ {
+		w.send("vmB", udpFrame(t, macB, gwMAC, ap(ipB, 1), ap(remote, 2), nil))
+	}
 	w.none("uplink")
 	if got := w.drops("neighbor_unresolved"); got != 1 {
 		t.Fatalf("neighbor_unresolved drops %d, want 1", got)
 	}
-	// The upstream answers; off-link traffic goes to its MAC.
+	// The upstream answers: what waited goes to its MAC, and so does
+	// what follows.
 	reply := arpFrame(t, macUp, upstream, patIP)
 	reply[14+7] = 2 // ARP reply
 	w.send("uplink", reply)
+	for i := 0; i < holdPerAddr; i++ {
+		if eth := w.recv("uplink").Layer(layers.LayerTypeEthernet).(*layers.Ethernet); !bytes.Equal(eth.DstMAC, macUp) {
+			t.Fatalf("waiting datagram %d sent to %v, want the upstream %v", i, eth.DstMAC, macUp)
+		}
+	}
+	w.none("uplink")
 	w.send("vmB", udpFrame(t, macB, gwMAC, ap(ipB, 1), ap(remote, 2), nil))
 	if eth := w.recv("uplink").Layer(layers.LayerTypeEthernet).(*layers.Ethernet); !bytes.Equal(eth.DstMAC, macUp) {
 		t.Fatalf("sent to %v, want the upstream %v", eth.DstMAC, macUp)
@@ -46,8 +56,12 @@ func TestUplinkNeighbors(t *testing.T) {
 	if a := pk.Layer(layers.LayerTypeARP).(*layers.ARP); a == nil || !bytes.Equal(a.DstProtAddress, onlink.AsSlice()) {
 		t.Fatalf("got %v, want an ARP request for %v", pk, onlink)
 	}
-	// It asks roam for B's public address (PAT): roam learns it from that.
+	// It asks roam for B's public address (PAT) while roam's request is
+	// outstanding: roam learns it from that, and the datagram goes out.
 	w.send("uplink", arpFrame(t, macOn, onlink, patIP))
+	if eth := w.recv("uplink").Layer(layers.LayerTypeEthernet).(*layers.Ethernet); !bytes.Equal(eth.DstMAC, macOn) {
+		t.Fatalf("the waiting datagram went to %v, want %v", eth.DstMAC, macOn)
+	}
 	w.recv("uplink") // roam's answer
 	w.send("vmB", udpFrame(t, macB, gwMAC, ap(ipB, 3), ap(onlink, 4), nil))
 	if eth := w.recv("uplink").Layer(layers.LayerTypeEthernet).(*layers.Ethernet); !bytes.Equal(eth.DstMAC, macOn) {

@@ -125,8 +125,9 @@ func TestUplinkSpoofedNeighbors(t *testing.T) {
 	unresolved := w.drops("neighbor_unresolved")
 	w.send("vmB", udpFrame(t, macB, gwMAC, ap(ipB, 3), ap(onlinkIP, 4), nil))
 	w.wantARPRequest(onlinkIP) // not learned from the spoofed frame: roam asks
-	if got := w.drops("neighbor_unresolved"); got != unresolved+1 {
-		t.Fatalf("neighbor_unresolved %d, want %d", got, unresolved+1)
+	w.none("uplink")           // and the datagram waits for the answer
+	if got := w.drops("neighbor_unresolved"); got != unresolved {
+		t.Fatalf("neighbor_unresolved %d, want %d (the datagram waits)", got, unresolved)
 	}
 
 	// (b) An ARP reply nobody asked for, naming the upstream's address
@@ -140,9 +141,13 @@ func TestUplinkSpoofedNeighbors(t *testing.T) {
 	}
 
 	// A legitimate reply to roam's own request (for onlinkIP, asked
-	// above) resolves; a second, conflicting answer to the same request is
-	// refused: the first answer wins.
+	// above) resolves, and the datagram that waited for it goes out; a
+	// second, conflicting answer to the same request is refused: the first
+	// answer wins.
 	w.send("uplink", arpReplyFrame(t, macOnlink, onlinkIP, patIP))
+	if eth := w.recv("uplink").Layer(layers.LayerTypeEthernet).(*layers.Ethernet); !bytes.Equal(eth.DstMAC, macOnlink) {
+		t.Fatalf("the datagram that waited went to %v, want %v", eth.DstMAC, macOnlink)
+	}
 	w.send("uplink", arpReplyFrame(t, macEvil, onlinkIP, patIP))
 	if got := w.egress(onlinkIP); !bytes.Equal(got, macOnlink) {
 		t.Fatalf("on-link host resolved by roam's request: egress to %v, want %v", got, macOnlink)
@@ -158,6 +163,7 @@ func TestUplinkSpoofedNeighbors(t *testing.T) {
 	w.send("uplink", arpReplyFrame(t, macEvil, other, other))
 	w.send("vmB", udpFrame(t, macB, gwMAC, ap(ipB, 5), ap(other, 6), nil))
 	w.wantARPRequest(other)
+	w.none("uplink")
 	if got := w.drops("arp_unsolicited"); got != 4 {
 		t.Fatalf("arp_unsolicited %d, want 4", got)
 	}
@@ -212,16 +218,23 @@ func TestUplinkNeighborLifetime(t *testing.T) {
 	if got := w.drops("arp_unsolicited"); got != 1 {
 		t.Fatalf("late answer: arp_unsolicited %d, want 1", got)
 	}
+	// The datagram that waited for the expired request is dropped when
+	// roam asks again (the late answer resolved nothing).
 	unresolved := w.drops("neighbor_unresolved")
 	w.send("vmB", udpFrame(t, macB, gwMAC, ap(ipB, 3), ap(onlinkIP, 4), nil))
 	w.wantARPRequest(onlinkIP)
+	w.none("uplink")
 	if got := w.drops("neighbor_unresolved"); got != unresolved+1 {
 		t.Fatalf("late answer resolved the host: neighbor_unresolved %d, want %d", got, unresolved+1)
 	}
 	// An on-link host that asks for roam's address while roam's request
 	// for it is outstanding resolves it (as the kernel's incomplete
-	// entry); asking without that teaches nothing.
+	// entry), and the datagram that waited goes out; asking without that
+	// teaches nothing.
 	w.send("uplink", arpFrame(t, macOnlink, onlinkIP, patIP))
+	if eth := w.recv("uplink").Layer(layers.LayerTypeEthernet).(*layers.Ethernet); !bytes.Equal(eth.DstMAC, macOnlink) {
+		t.Fatalf("the datagram that waited went to %v, want %v", eth.DstMAC, macOnlink)
+	}
 	w.recv("uplink") // roam's answer
 	if got := w.egress(onlinkIP); !bytes.Equal(got, macOnlink) {
 		t.Fatalf("egress to %v, want %v", got, macOnlink)
@@ -242,14 +255,25 @@ func TestUplinkNeighborLifetime(t *testing.T) {
 		t.Fatalf("while probing: egress to %v, want %v", got.DstMAC, macUp)
 	}
 	w.clk.Advance(5 * time.Second)
-	unresolved = w.drops("neighbor_unresolved")
 	w.send("vmB", udpFrame(t, macB, gwMAC, ap(ipB, 1), ap(remote, 2), nil))
 	w.wantARPRequest(upstreamIP)
+	w.none("uplink") // the entry is gone: the datagram waits for an answer
+	// At most holdPerAddr frames wait; the rest are dropped and counted.
+	unresolved = w.drops("neighbor_unresolved")
+	for i := 1; i < holdPerAddr+2; i++ {
+		w.send("vmB", udpFrame(t, macB, gwMAC, ap(ipB, 1), ap(remote, 2), nil))
+	}
 	w.none("uplink")
-	if got := w.drops("neighbor_unresolved"); got != unresolved+1 {
-		t.Fatalf("unanswered upstream: neighbor_unresolved %d, want %d", got, unresolved+1)
+	if got := w.drops("neighbor_unresolved"); got != unresolved+2 {
+		t.Fatalf("unanswered upstream: neighbor_unresolved %d, want %d", got, unresolved+2)
 	}
 	w.send("uplink", arpReplyFrame(t, macUp, upstreamIP, patIP))
+	for i := 0; i < holdPerAddr; i++ {
+		if eth := w.recv("uplink").Layer(layers.LayerTypeEthernet).(*layers.Ethernet); !bytes.Equal(eth.DstMAC, macUp) {
+			t.Fatalf("waiting datagram %d went to %v, want the upstream %v", i, eth.DstMAC, macUp)
+		}
+	}
+	w.none("uplink")
 	if got := w.egress(remote); !bytes.Equal(got, macUp) {
 		t.Fatalf("answered again: egress to %v, want %v", got, macUp)
 	}
@@ -262,14 +286,14 @@ func TestUplinkPendingBounded(t *testing.T) {
 	const now = 1_700_000_000
 	asked := 0
 	for i := uint32(0); i < 3*maxPending; i++ {
-		if n.ask(0xcb007100+i, now) {
+		if ok, _ := n.ask(0xcb007100+i, now); ok {
 			asked++
 		}
 	}
 	if asked != maxPending || len(n.pending) > maxPending {
 		t.Fatalf("asked %d (table %d), want %d", asked, len(n.pending), maxPending)
 	}
-	if !n.ask(0x0a000001, now+askTTL+1) {
+	if ok, _ := n.ask(0x0a000001, now+askTTL+1); !ok {
 		t.Fatal("the table did not make room once its requests expired")
 	}
 	if len(n.pending) > maxPending {
